@@ -4,7 +4,10 @@
  */
 import { type BenchModule, type BenchRow, formatTable } from './harness.js';
 
-const SUITES: Record<string, () => Promise<BenchModule>> = {};
+const SUITES: Record<string, () => Promise<BenchModule>> = {
+  codec: () => import('./codec.js'),
+  tun: () => import('./tun.js'),
+};
 
 const argv = process.argv.slice(2);
 const json = argv.includes('--json');
