@@ -1,6 +1,7 @@
 import yargs, { type Argv } from 'yargs';
 import { MptunError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../log.js';
+import { perfCommand } from './commands/perf.js';
 import { selfcheckCommand } from './commands/selfcheck.js';
 
 /** Options every command accepts. */
@@ -23,7 +24,8 @@ export function buildCli(argv: string[]): Argv {
       describe: 'Log verbosity (pretty on a terminal, JSON lines otherwise)',
     })
     .command(selfcheckCommand)
-    .demandCommand(1, 'Name a command: see the list above.')
+    .command(perfCommand)
+    .demandCommand(1, 'Name a command.')
     .strict()
     .recommendCommands()
     .help()
@@ -32,18 +34,29 @@ export function buildCli(argv: string[]): Argv {
     .wrap(Math.min(110, process.stdout.columns ?? 110));
 }
 
+/** A usage mistake (unknown flag, bad value): reported with a pointer to --help, exit code 2. */
+class UsageError extends Error {}
+
 /** Parses argv, runs the command and returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
-  let failed = false;
+  // Throwing from the fail handler stops yargs before any command handler runs.
   const cli = buildCli(argv).fail((msg, err) => {
-    failed = true;
-    if (err) throw err;
-    process.stderr.write(`mptun: ${msg}\nRun 'mptun --help' for usage.\n`);
+    // yargs passes a check's message as `msg` (sometimes also as a string `err`), its own
+    // validation errors as YError, and anything a builder or handler threw as itself.
+    const error = err as unknown;
+    if (error instanceof Error && error.name !== 'YError') throw error;
+    throw new UsageError(msg ?? String(error ?? 'invalid usage'));
   });
   try {
     await cli.parseAsync();
-    return failed ? 2 : ((process.exitCode as number | undefined) ?? 0);
+    return (process.exitCode as number | undefined) ?? 0;
   } catch (err) {
+    if (err instanceof UsageError) {
+      const command = argv.find((a) => !a.startsWith('-'));
+      const help = command ? `mptun ${command} --help` : 'mptun --help';
+      process.stderr.write(`mptun: ${err.message}\nRun '${help}' for usage.\n`);
+      return 2;
+    }
     if (err instanceof MptunError) {
       process.stderr.write(`mptun: ${err.message} (${err.code})\n`);
       return 1;

@@ -34,8 +34,7 @@ export const selfcheckCommand: CommandModule<GlobalOptions, SelfcheckOptions> = 
         describe: 'Open the TUN with virtio-net headers and checksum/TSO offload, as the proxies do',
       })
       .check((a) => {
-        if (!Number.isInteger(a.count) || a.count < 1 || a.count > 100)
-          throw new Error('--count must be 1-100');
+        if (!Number.isInteger(a.count) || a.count < 1 || a.count > 100) return '--count must be 1-100';
         return true;
       }),
   handler: async (args) => {
