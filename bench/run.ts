@@ -7,6 +7,7 @@ import { type BenchModule, type BenchRow, formatTable } from './harness.js';
 const SUITES: Record<string, () => Promise<BenchModule>> = {
   codec: () => import('./codec.js'),
   tun: () => import('./tun.js'),
+  tcp: () => import('./tcp.js'),
 };
 
 const argv = process.argv.slice(2);

@@ -38,3 +38,5 @@ export const DeviceClosedError = defineError('MPTUN_ERR_DEVICE_CLOSED', 'DeviceC
 export const HostCommandError = defineError('MPTUN_ERR_HOST_COMMAND', 'HostCommandError');
 /** An MPTCP/TCP option does not fit in the 40 bytes of TCP option space. */
 export const OptionSpaceError = defineError('MPTUN_ERR_OPTION_SPACE', 'OptionSpaceError');
+/** `mptun perf`: the peer is unreachable, refused, busy, or broke iperf3's protocol. */
+export const PerfError = defineError('MPTUN_ERR_PERF', 'PerfError');

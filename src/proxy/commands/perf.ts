@@ -1,0 +1,256 @@
+import type { Argv, CommandModule } from 'yargs';
+import { commandContext, type GlobalOptions } from '../cli.js';
+import { runClient } from '../perf/client.js';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_PORT, MAX_STREAMS, parseSize, tryParseSize } from '../perf/protocol.js';
+import { PerfServer } from '../perf/server.js';
+import { openPerfStack, type StackChoice } from '../perf/stack-factory.js';
+
+interface CommonOptions extends GlobalOptions {
+  port: number;
+  interval: number;
+  json: boolean;
+  bind: string | undefined;
+  stack: StackChoice;
+  tun: string | undefined;
+  addr: string[] | undefined;
+  routes: boolean;
+  offload: boolean;
+}
+
+interface ClientArgs extends CommonOptions {
+  host: string;
+  time: number;
+  bytes: string | undefined;
+  reverse: boolean;
+  parallel: number;
+  length: string;
+  'connect-timeout': number;
+}
+
+interface ServerArgs extends CommonOptions {
+  'one-off': boolean;
+}
+
+function common<T>(y: Argv<T>) {
+  return y
+    .option('port', {
+      alias: 'p',
+      type: 'number',
+      default: DEFAULT_PORT,
+      describe: 'Server port (iperf3: -p)',
+    })
+    .option('interval', {
+      alias: 'i',
+      type: 'number',
+      default: 1,
+      describe: 'Seconds between interval reports; 0 turns them off (iperf3: -i)',
+    })
+    .option('json', {
+      alias: 'J',
+      type: 'boolean',
+      default: false,
+      describe: 'Print one JSON report like iperf3 -J',
+    })
+    .option('bind', {
+      alias: 'B',
+      type: 'string',
+      describe: 'Local address to bind (server: listen on; client: source)',
+    })
+    .option('stack', {
+      choices: ['kernel', 'user'] as const,
+      default: 'kernel' as StackChoice,
+      describe: "TCP stack: 'kernel' (Node's sockets) or 'user' (mptun's userspace TCP on a TUN)",
+    })
+    .option('tun', {
+      type: 'string',
+      describe: 'With --stack user: the TUN interface to open (created if missing)',
+    })
+    .option('addr', {
+      type: 'string',
+      array: true,
+      describe: "With --stack user: the stack's own address, IP[/PREFIX] (repeatable)",
+    })
+    .option('routes', {
+      type: 'boolean',
+      default: true,
+      describe: 'With --stack user: route --addr into the TUN on this host; --no-routes leaves routing alone',
+    })
+    .option('offload', {
+      type: 'boolean',
+      default: true,
+      describe: 'With --stack user: TUN with virtio-net headers, checksum offload and TSO (64 KB segments)',
+    })
+    .check((a) => {
+      if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) return '--port must be 1-65535';
+      if (!(a.interval === 0 || (a.interval >= 0.1 && a.interval <= 60)))
+        return '--interval must be 0 (off) or 0.1-60 seconds';
+      if (a.stack === 'user') {
+        if (!a.tun) return '--stack user needs --tun NAME';
+        if (!a.addr || a.addr.length === 0) return '--stack user needs at least one --addr IP[/PREFIX]';
+      } else if (a.tun !== undefined || a.addr !== undefined) {
+        return '--tun and --addr go with --stack user';
+      }
+      return true;
+    });
+}
+
+const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
+  command: 'client <host>',
+  describe: 'Run a test against an iperf3 server (stock iperf3 -s or mptun perf server)',
+  builder: (y) =>
+    common(y)
+      .positional('host', { type: 'string', demandOption: true, describe: 'Server address or name' })
+      .option('time', {
+        alias: 't',
+        type: 'number',
+        default: 10,
+        describe: 'Test length in seconds (iperf3: -t)',
+      })
+      .option('bytes', {
+        alias: 'n',
+        type: 'string',
+        describe: 'Transfer this many bytes instead of a timed test; K/M/G suffixes (iperf3: -n)',
+      })
+      .option('reverse', {
+        alias: 'R',
+        type: 'boolean',
+        default: false,
+        describe: 'Reverse: the server sends, we receive (iperf3: -R)',
+      })
+      .option('parallel', {
+        alias: 'P',
+        type: 'number',
+        default: 1,
+        describe: `Parallel data streams, 1-${MAX_STREAMS} (iperf3: -P)`,
+      })
+      .option('length', {
+        alias: 'l',
+        type: 'string',
+        default: '128K',
+        describe: 'Write size for each send; K/M suffixes (iperf3: -l)',
+      })
+      .option('connect-timeout', {
+        type: 'number',
+        default: 10_000,
+        describe: 'Give up connecting after this many milliseconds',
+      })
+      .check((a) => {
+        if (!(a.time > 0 && a.time <= 86_400)) return '--time must be 0-86400 seconds';
+        if (!Number.isInteger(a.parallel) || a.parallel < 1 || a.parallel > MAX_STREAMS)
+          return `--parallel must be 1-${MAX_STREAMS}`;
+        const bytes = a.bytes === undefined ? 1 : tryParseSize(a.bytes);
+        if (bytes === undefined)
+          return `--bytes: '${a.bytes}' is not a size: use a number with an optional K, M, G or T suffix`;
+        if (!(bytes > 0)) return '--bytes must be positive';
+        const len = tryParseSize(a.length);
+        if (len === undefined)
+          return `--length: '${a.length}' is not a size: use a number with an optional K or M suffix`;
+        if (len < 1 || len > 1024 * 1024) return '--length must be 1 byte to 1M';
+        if (!(a['connect-timeout'] > 0)) return '--connect-timeout must be positive';
+        return true;
+      }) as unknown as Argv<ClientArgs>,
+  handler: async (args) => {
+    const { log } = commandContext(args);
+    const stack = await openPerfStack(args, log);
+    const abort = new AbortController();
+    const onSignal = () => abort.abort();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    const print = (line: string) => process.stdout.write(`${line}\n`);
+    try {
+      const report = await runClient({
+        host: args.host,
+        port: args.port,
+        time: args.time,
+        bytes: args.bytes === undefined ? 0 : parseSize(args.bytes),
+        reverse: args.reverse,
+        parallel: args.parallel,
+        blockSize: parseSize(args.length) || DEFAULT_BLOCK_SIZE,
+        interval: args.interval,
+        json: args.json,
+        connectTimeoutMs: args['connect-timeout'],
+        ...(args.bind === undefined ? {} : { bind: args.bind }),
+        stack,
+        log,
+        print,
+        signal: abort.signal,
+      });
+      if (args.json) print(JSON.stringify(report, null, 2));
+    } catch (err) {
+      // iperf3 -J reports errors inside its JSON, so scripts always get a document.
+      if (args.json) {
+        print(JSON.stringify({ error: (err as Error).message }, null, 2));
+        process.exitCode = 1;
+      } else {
+        throw err;
+      }
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await stack.close();
+    }
+  },
+};
+
+const serverCommand: CommandModule<GlobalOptions, ServerArgs> = {
+  command: 'server',
+  describe: 'Answer iperf3 clients (stock iperf3 -c or mptun perf client), one test at a time',
+  builder: (y) =>
+    common(y).option('one-off', {
+      alias: '1',
+      type: 'boolean',
+      default: false,
+      describe: 'Exit after one test (iperf3: -1)',
+    }) as unknown as Argv<ServerArgs>,
+  handler: async (args) => {
+    const { log } = commandContext(args);
+    const stack = await openPerfStack(args, log);
+    const print = (line: string) => process.stdout.write(`${line}\n`);
+    const server = new PerfServer({
+      port: args.port,
+      ...(args.bind === undefined ? {} : { bind: args.bind }),
+      interval: args.interval,
+      json: args.json,
+      oneOff: args['one-off'],
+      stack,
+      log,
+      print,
+    });
+    // Signal handlers go in before the listener exists: a signal right after 'listening' is
+    // a clean stop, not a kill.
+    let onSignal: () => void = () => undefined;
+    const stopped = new Promise<void>((resolve) => {
+      onSignal = () => resolve();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      server.onTestDone((r) => {
+        if (!args['one-off']) return;
+        if (r instanceof Error) process.exitCode = 1;
+        resolve();
+      });
+    });
+    try {
+      await server.start();
+      await stopped;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await server.close();
+      await stack.close();
+    }
+  },
+};
+
+export const perfCommand: CommandModule<GlobalOptions, GlobalOptions> = {
+  command: 'perf',
+  describe: "Measure TCP throughput, speaking iperf3's protocol (works with a stock iperf3 at either end)",
+  builder: (y) =>
+    y
+      .command(serverCommand)
+      .command(clientCommand)
+      .demandCommand(
+        1,
+        "Name a perf subcommand: 'server' or 'client HOST'.",
+      ) as unknown as Argv<GlobalOptions>,
+  handler: () => undefined,
+};

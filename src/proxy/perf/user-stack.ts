@@ -1,0 +1,237 @@
+/**
+ * `--stack user`: mptun's userspace TCP (src/stack/iface) on a TUN. The stack owns the --addr
+ * addresses; unless --no-routes, the host routes them into the TUN so the kernel (and whatever
+ * it forwards for) reaches the stack. Routes we add are removed on close.
+ */
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { PerfError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { RealScheduler } from '../../stack/device/clock.js';
+import { openTun, type TunDevice } from '../../stack/device/tun-device.js';
+import { TcpStack } from '../../stack/iface/stack.js';
+import type { TcpSocket } from '../../stack/iface/tcp-socket.js';
+import { ip } from '../host-net.js';
+import {
+  type ConnectOptions,
+  connectError,
+  type PerfConnection,
+  type PerfListener,
+  type PerfStack,
+  type TcpInfo,
+} from './stack.js';
+
+export interface UserStackOptions {
+  tun: string;
+  /** IP or IP/PREFIX, at least one. */
+  addresses: string[];
+  /** Route each address (or its prefix) into the TUN. */
+  routes: boolean;
+  offload: boolean;
+  /** Open the TUN in this namespace (default: the current one); routes go there too. */
+  netns?: string;
+}
+
+export interface ParsedAddress {
+  address: string;
+  family: 4 | 6;
+  prefix: number;
+  /** The route that reaches it: the address itself, or its network when a prefix was given. */
+  route: string;
+}
+
+/** Parses `IP[/PREFIX]`; throws PerfError with the reason. */
+export function parseStackAddress(text: string): ParsedAddress {
+  const [address = '', prefixText, ...extra] = text.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra.length > 0)
+    throw new PerfError(`--addr '${text}': not an IP address or IP/PREFIX`);
+  const max = family === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? max : Number(prefixText);
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (prefixText ?? '0').trim() === '')
+    throw new PerfError(`--addr '${text}': the prefix must be 0-${max}`);
+  return {
+    address,
+    family: family as 4 | 6,
+    prefix,
+    route: `${networkOf(address, family as 4 | 6, prefix)}/${prefix}`,
+  };
+}
+
+function networkOf(address: string, family: 4 | 6, prefix: number): string {
+  if (family === 6) return address; // iproute2 accepts host bits in IPv6 prefixes
+  const n = address.split('.').reduce((a, o) => (a << 8) | Number(o), 0) >>> 0;
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  const net = (n & mask) >>> 0;
+  return [net >>> 24, (net >>> 16) & 0xff, (net >>> 8) & 0xff, net & 0xff].join('.');
+}
+
+export async function openUserStack(o: UserStackOptions, log: Logger): Promise<PerfStack> {
+  const parsed = o.addresses.map(parseStackAddress);
+  // IPv6 stays on only when the stack owns an IPv6 address (otherwise router solicitations
+  // would be the only IPv6 the TUN ever sees).
+  const tun = openTun({
+    name: o.tun,
+    offload: o.offload,
+    disableIpv6: !parsed.some((p) => p.family === 6),
+    ...(o.netns === undefined ? {} : { netns: o.netns }),
+  });
+  const routes: string[] = [];
+  try {
+    const stack = new TcpStack({
+      device: tun,
+      scheduler: new RealScheduler(),
+      addresses: parsed.map((p) => p.address),
+    });
+    if (o.routes) {
+      for (const p of parsed) {
+        if (routes.includes(p.route)) continue;
+        ip(o.netns, ...(p.family === 6 ? ['-6'] : []), 'route', 'replace', p.route, 'dev', tun.name);
+        routes.push(p.route);
+      }
+    }
+    log.info(
+      { tun: tun.name, offload: o.offload, addresses: parsed.map((p) => p.address), routes },
+      'perf: userspace stack up',
+    );
+    return new UserStack(stack, tun, routes, o, parsed, log);
+  } catch (err) {
+    await tun.close();
+    throw err;
+  }
+}
+
+class UserStack implements PerfStack {
+  readonly name = 'user' as const;
+  readonly description: string;
+  private closed = false;
+
+  constructor(
+    private readonly stack: TcpStack,
+    private readonly tun: TunDevice,
+    private readonly routes: string[],
+    private readonly o: UserStackOptions,
+    parsed: ParsedAddress[],
+    private readonly log: Logger,
+  ) {
+    this.description = `user (mptun TCP on TUN ${tun.name}${o.offload ? ' with offload' : ''}, ${parsed.map((p) => p.address).join(', ')})`;
+  }
+
+  async connect(host: string, port: number, opts: ConnectOptions): Promise<PerfConnection> {
+    let address = host;
+    if (isIP(host) === 0) {
+      try {
+        address = (await lookup(host)).address;
+      } catch (err) {
+        throw connectError(host, port, err as NodeJS.ErrnoException);
+      }
+    }
+    return new Promise((resolve, reject) => {
+      let socket: TcpSocket;
+      try {
+        socket = this.stack.connect({
+          host: address,
+          port,
+          ...(opts.localAddress === undefined ? {} : { localAddress: opts.localAddress }),
+        });
+      } catch (err) {
+        reject(
+          new PerfError(`unable to connect to ${host} port ${port}: ${(err as Error).message}`, {
+            cause: err,
+          }),
+        );
+        return;
+      }
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(
+          connectError(host, port, Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })),
+        );
+      }, opts.timeoutMs);
+      const onError = (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(connectError(host, port, err));
+      };
+      socket.once('error', onError);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.off('error', onError);
+        resolve(new UserConnection(socket));
+      });
+    });
+  }
+
+  async listen(
+    port: number,
+    host: string | undefined,
+    onConnection: (c: PerfConnection) => void,
+  ): Promise<PerfListener> {
+    let server: ReturnType<TcpStack['listen']>;
+    try {
+      server = this.stack.listen({ port, ...(host === undefined ? {} : { host }) }, (s) =>
+        onConnection(new UserConnection(s)),
+      );
+    } catch (err) {
+      throw new PerfError(`cannot listen on ${host ?? '*'} port ${port}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    return {
+      address: host ?? '*',
+      port,
+      close: () => new Promise<void>((done) => server.close(() => done())),
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.stack.destroy();
+    // A TUN we created disappears with its routes; one we attached to keeps them, so remove ours.
+    for (const route of this.routes) {
+      if (!this.tun.created) {
+        try {
+          ip(this.o.netns, 'route', 'del', route, 'dev', this.tun.name);
+        } catch (err) {
+          this.log.warn({ route, err: (err as Error).message }, 'perf: could not remove a route');
+        }
+      }
+    }
+    await this.tun.close();
+  }
+}
+
+class UserConnection implements PerfConnection {
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+
+  constructor(readonly stream: TcpSocket) {
+    this.localAddress = stream.localAddress;
+    this.localPort = stream.localPort;
+    this.remoteAddress = stream.remoteAddress;
+    this.remotePort = stream.remotePort;
+  }
+
+  async tcpInfo(): Promise<TcpInfo | undefined> {
+    return this.tcpInfoNow();
+  }
+
+  tcpInfoNow(): TcpInfo {
+    const i = this.stream.info();
+    const options = [`mss ${i.sendMss}${i.peerMss === undefined ? '' : ` (peer ${i.peerMss})`}`];
+    if (i.sndWindowScale !== undefined && i.rcvWindowScale !== undefined)
+      options.push(`wscale ${i.sndWindowScale}/${i.rcvWindowScale}`);
+    if (i.sack) options.push('sack');
+    if (i.timestamps) options.push('timestamps');
+    return {
+      options,
+      ...(i.srtt === undefined ? {} : { rttMs: i.srtt }),
+      ...(i.rttvar === undefined ? {} : { rttVarMs: i.rttvar }),
+      retransmits: i.retransmitSegments,
+      cwnd: i.cwnd,
+      congestion: i.congestion,
+    };
+  }
+}
