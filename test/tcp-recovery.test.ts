@@ -116,6 +116,20 @@ describe('TCP loss recovery', () => {
     assert.equal(f.conn.counters.fastRetransmits, 1);
   });
 
+  it('Limited Transmit: the first two duplicate ACKs each release a new segment (RFC 3042)', () => {
+    const f = TcpFixture.established({}, [MSS]);
+    const data = pattern(13 * 1460);
+    f.conn.write(data);
+    assert.equal(f.collect().length, 10, 'the initial window');
+    f.send({ flags: 'A', seq: R, ack: L });
+    f.expect({ flags: 'A', seq: L + 10 * 1460, ack: R, payload: data.subarray(10 * 1460, 11 * 1460) });
+    f.send({ flags: 'A', seq: R, ack: L });
+    f.expect({ flags: 'A', seq: L + 11 * 1460, ack: R, payload: data.subarray(11 * 1460, 12 * 1460) });
+    // The third one starts fast recovery: the head is resent.
+    f.send({ flags: 'A', seq: R, ack: L });
+    f.expect({ flags: 'A', seq: L, ack: R, payload: data.subarray(0, 1460) });
+  });
+
   it('NewReno without SACK: partial ACK retransmits the next hole (RFC 6582)', () => {
     const f = TcpFixture.established({ congestion: 'newreno' }, [MSS]);
     const data = pattern(6 * 1460);
