@@ -389,6 +389,14 @@ export function findTcpOption<T extends TcpOptionType>(
 /** Offset of the checksum field within the TCP header. */
 const CHECKSUM_OFFSET = 16;
 
+/** Writes the checksum of the segment buf[start, end) given its pseudo-header sum; returns it. */
+function fillTcpChecksum(buf: Uint8Array, start: number, end: number, pseudoSum: number): number {
+  writeU16(buf, start + CHECKSUM_OFFSET, 0);
+  const checksum = internetChecksum(buf, start, end, pseudoSum);
+  writeU16(buf, start + CHECKSUM_OFFSET, checksum);
+  return checksum;
+}
+
 /**
  * True when the TCP segment buf[start, end) carries a valid checksum for the IPv4 addresses
  * (uint32): the sum over pseudo-header and segment, checksum field included, is all ones.
@@ -411,15 +419,7 @@ export function fillTcpChecksumV4(
   src: number,
   dst: number,
 ): number {
-  writeU16(buf, start + CHECKSUM_OFFSET, 0);
-  const checksum = internetChecksum(
-    buf,
-    start,
-    end,
-    pseudoHeaderSumV4(src, dst, IP_PROTOCOL_TCP, end - start),
-  );
-  writeU16(buf, start + CHECKSUM_OFFSET, checksum);
-  return checksum;
+  return fillTcpChecksum(buf, start, end, pseudoHeaderSumV4(src, dst, IP_PROTOCOL_TCP, end - start));
 }
 
 /** As `verifyTcpChecksumV4`, for IPv6 (16-byte addresses). */
@@ -441,13 +441,5 @@ export function fillTcpChecksumV6(
   src: Uint8Array,
   dst: Uint8Array,
 ): number {
-  writeU16(buf, start + CHECKSUM_OFFSET, 0);
-  const checksum = internetChecksum(
-    buf,
-    start,
-    end,
-    pseudoHeaderSumV6(src, dst, IP_PROTOCOL_TCP, end - start),
-  );
-  writeU16(buf, start + CHECKSUM_OFFSET, checksum);
-  return checksum;
+  return fillTcpChecksum(buf, start, end, pseudoHeaderSumV6(src, dst, IP_PROTOCOL_TCP, end - start));
 }
