@@ -87,6 +87,25 @@ describe('TCP close', () => {
     f.expect({ flags: 'A', seq: L + 1, ack: R + 4, window: 65531 });
     assert.equal(new TextDecoder().decode(f.conn.read()), 'more');
     assert.equal(f.conn.state, 'FIN-WAIT-2');
+    assert.equal(f.conn.pollAt(), Number.POSITIVE_INFINITY, 'a half-close waits as long as the peer likes');
+  });
+
+  it('orphaned FIN-WAIT-2: after close() the peer has finWait2TimeoutMs to finish, then a RST', () => {
+    const f = TcpFixture.established({ finWait2TimeoutMs: 5000 });
+    f.conn.close();
+    f.expect({ flags: 'FA', seq: L, ack: R });
+    f.send({ flags: 'A', seq: R, ack: L + 1 });
+    assert.equal(f.conn.state, 'FIN-WAIT-2');
+    f.expectNothing();
+    assert.equal(f.conn.pollAt(), 5000);
+    f.advance(4999);
+    f.expectNothing();
+    f.advance(1);
+    f.expect({ flags: 'RA', seq: L + 1, ack: R, window: 0 });
+    assert.equal(f.conn.state, 'CLOSED');
+    assert.equal(f.conn.error, undefined);
+    assert.equal(f.conn.takeEvents(), TcpEvent.CLOSED);
+    assert.equal(f.conn.counters.finWait2Timeouts, 1);
   });
 
   it('half-close, peer first: we keep sending in CLOSE-WAIT', () => {

@@ -87,6 +87,27 @@ describe('TCP data transfer', () => {
     assert.equal(f.conn.counters.delayedAcks, 1);
   });
 
+  it('delayed ACK: a steady flow of a few segments per round trip has every segment ACKed at once', () => {
+    const f = TcpFixture.accepting({ delayedAckMs: 40, mss: 1000 }, [MSS]);
+    f.collect();
+    f.advance(50); // the handshake measures a 50 ms RTT
+    f.send({ flags: 'A', seq: R, ack: L });
+    f.collect();
+    // First round trip: three segments; the third waits for the delayed-ACK timer.
+    f.send({ flags: 'A', seq: R, ack: L, payload: pattern(1000) });
+    f.send({ flags: 'A', seq: R + 1000, ack: L, payload: pattern(1000) });
+    f.expect({ flags: 'A', seq: L, ack: R + 2000, window: 63535 });
+    f.send({ flags: 'A', seq: R + 2000, ack: L, payload: pattern(1000) });
+    f.expectNothing();
+    f.advance(40);
+    f.expect({ flags: 'A', seq: L, ack: R + 3000, window: 62535 });
+    // A round trip later the flow is known to be a small window: no segment waits.
+    f.advance(10);
+    f.send({ flags: 'A', seq: R + 3000, ack: L, payload: pattern(1000) });
+    f.expect({ flags: 'A', seq: L, ack: R + 4000, window: 61535 });
+    assert.equal(f.conn.counters.delayedAcks, 1);
+  });
+
   it('the window reflects unread data; reading reopens it with a window update', () => {
     const f = TcpFixture.established({ recvBufferSize: 4000, mss: 1000 }, [MSS]);
     f.send({ flags: 'A', seq: R, ack: L, window: 65535, payload: pattern(1000) });

@@ -45,6 +45,23 @@ describe('TCP options in use', () => {
     f.expectNothing();
   });
 
+  it('info().rcvWnd is the window last advertised, in bytes after scaling', () => {
+    const f = TcpFixture.established({ windowScale: true, recvBufferSize: 65536, delayedAckMs: 40 }, [
+      MSS,
+      { type: 'nop' },
+      { type: 'window-scale', shift: 7 },
+    ]);
+    // A 64 KiB buffer growing to 4 MiB: shift 7. The SYN-ACK's window is never scaled.
+    assert.equal(f.conn.info().rcvWindowScale, 7);
+    assert.equal(f.conn.info().rcvWnd, 65535);
+    // Data whose ACK is delayed: nothing new was advertised yet.
+    f.send({ flags: 'PA', seq: R, ack: L, payload: pattern(1000) });
+    assert.equal(f.conn.info().rcvWnd, 65535);
+    f.advance(40);
+    f.expect({ flags: 'A', seq: L, ack: R + 1000, window: 504 });
+    assert.equal(f.conn.info().rcvWnd, 504 * 128);
+  });
+
   it('MSS clamp: segments never exceed the clamp even if the peer allows more', () => {
     const f = TcpFixture.established({ mssClamp: 1000 }, [MSS]);
     const data = pattern(2500);

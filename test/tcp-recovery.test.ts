@@ -80,24 +80,58 @@ describe('TCP loss recovery', () => {
   });
 
   it('SACK: a lost retransmission is found and resent without waiting for the RTO', () => {
-    const f = TcpFixture.established({ sack: true }, [MSS, SACK_OK], 5840);
-    const data = pattern(5 * 1460);
+    const f = TcpFixture.established({ sack: true }, [MSS, SACK_OK], 7300);
+    const data = pattern(6 * 1460);
     f.conn.write(data);
-    assert.equal(f.collect().length, 4, 'the peer window takes four segments');
-    f.send({ flags: 'A', seq: R, ack: L, window: 5840, options: sack([L + 1460, L + 2920]) });
-    f.send({ flags: 'A', seq: R, ack: L, window: 5840, options: sack([L + 1460, L + 4380]) });
-    f.send({ flags: 'A', seq: R, ack: L, window: 5840, options: sack([L + 1460, L + 5840]) });
-    f.expect({ flags: 'A', seq: L, ack: R, payload: data.subarray(0, 1460) });
-    // The window opens by a segment: new data goes out after the retransmission.
+    assert.equal(f.collect().length, 5, 'the peer window takes five segments');
+    f.send({ flags: 'A', seq: R, ack: L, window: 7300, options: sack([L + 1460, L + 2920]) });
+    f.send({ flags: 'A', seq: R, ack: L, window: 7300, options: sack([L + 1460, L + 4380]) });
     f.send({ flags: 'A', seq: R, ack: L, window: 7300, options: sack([L + 1460, L + 5840]) });
-    f.expect({ flags: 'PA', seq: L + 5840, ack: R, payload: data.subarray(5840) });
+    f.expect({ flags: 'A', seq: L, ack: R, payload: data.subarray(0, 1460) });
+    // The fifth segment arrives and the window opens by a segment: new data goes out for it.
+    f.send({ flags: 'A', seq: R, ack: L, window: 8760, options: sack([L + 1460, L + 7300]) });
+    f.expect({ flags: 'PA', seq: L + 7300, ack: R, payload: data.subarray(7300) });
     // That new segment arrives while the retransmission does not: it was lost too.
-    f.send({ flags: 'A', seq: R, ack: L, window: 7300, options: sack([L + 1460, L + 7300]) });
+    f.send({ flags: 'A', seq: R, ack: L, window: 8760, options: sack([L + 1460, L + 8760]) });
     f.expect({ flags: 'A', seq: L, ack: R, payload: data.subarray(0, 1460) });
     assert.equal(f.conn.counters.lostRetransmits, 1);
-    f.send({ flags: 'A', seq: R, ack: L + 7300, window: 7300 });
+    f.send({ flags: 'A', seq: R, ack: L + 8760, window: 8760 });
     assert.equal(f.conn.counters.rtoExpired, 0);
     assert.equal(f.conn.pollAt(), Number.POSITIVE_INFINITY);
+  });
+
+  it('SACK recovery: Proportional Rate Reduction spreads the cut over the ACKs (RFC 9937)', () => {
+    const f = TcpFixture.established({ sack: true }, [MSS, SACK_OK]);
+    const data = pattern(40 * 1460);
+    f.conn.write(data);
+    assert.equal(f.collect().length, 10, 'the initial window');
+    // Slow start: five ACKs of two segments each grow cwnd to 20 segments, all in flight.
+    for (let i = 1; i <= 5; i++) {
+      f.send({ flags: 'A', seq: R, ack: L + 2 * i * 1460 });
+      assert.equal(f.collect().length, 4);
+    }
+    assert.equal(f.conn.info().cwnd, 20 * 1460);
+    const una = L + 10 * 1460;
+    const seg = (k: number) => data.subarray(k * 1460, (k + 1) * 1460);
+    // Segment 10 (the first of the 20) is lost; the next three are SACKed one ACK at a time.
+    f.send({ flags: 'A', seq: R, ack: una, options: sack([una + 1460, una + 2920]) });
+    f.send({ flags: 'A', seq: R, ack: una, options: sack([una + 1460, una + 4380]) });
+    f.collect(); // Limited Transmit
+    f.send({ flags: 'A', seq: R, ack: una, options: sack([una + 1460, una + 5840]) });
+    f.expect({ flags: 'A', seq: una, ack: R, payload: seg(10) });
+    assert.equal(f.conn.info().ssthresh, 14 * 1460);
+    // Pipe is 18 segments (22 sent, 3 SACKed, 1 lost, 1 resent), above ssthresh (14): one new
+    // segment for every 20/14 delivered, on the second and fourth SACK after the retransmission,
+    // where RFC 6675 (cwnd 14) would send nothing until pipe had fallen below it, five ACKs on.
+    f.send({ flags: 'A', seq: R, ack: una, options: sack([una + 1460, una + 7300]) });
+    f.expectNothing();
+    f.send({ flags: 'A', seq: R, ack: una, options: sack([una + 1460, una + 8760]) });
+    f.expect({ flags: 'A', seq: L + 32 * 1460, ack: R, payload: seg(32) });
+    f.send({ flags: 'A', seq: R, ack: una, options: sack([una + 1460, una + 10220]) });
+    f.expectNothing();
+    f.send({ flags: 'A', seq: R, ack: una, options: sack([una + 1460, una + 11680]) });
+    f.expect({ flags: 'A', seq: L + 33 * 1460, ack: R, payload: seg(33) });
+    assert.equal(f.conn.counters.rtoExpired, 0);
   });
 
   it('SACK negotiated but duplicate ACKs carry no blocks: the head is still resent', () => {

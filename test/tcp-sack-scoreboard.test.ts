@@ -92,6 +92,20 @@ describe('RFC 6675 SACK scoreboard', () => {
       assert.equal(sb.rescueRxt, seqAdd(base, 1000));
     });
 
+    it(`rule 4 never rescues bytes already retransmitted in this recovery${label}`, () => {
+      const sb = new SackScoreboard(base, MSS);
+      sb.onSend(seqAdd(base, 1000));
+      // Only the first segment is missing; the tail is SACKed.
+      sb.update(base, blocks(base, [100, 1000]));
+      sb.enterRecovery();
+      const first = sb.nextSeg(0);
+      assert.deepEqual(rel(base, first), ['lost', 0, 100]);
+      sb.commit(first as NextSegment);
+      // The highest un-SACKed byte (99) is below HighRxt: nothing is left to rescue.
+      assert.equal(sb.nextSeg(0), undefined);
+      assert.equal(sb.rescueRxt, undefined);
+    });
+
     it(`prefers lost data, then new data, over rule 3${label}`, () => {
       const sb = fourHoles(base);
       sb.enterRecovery();
@@ -341,8 +355,10 @@ function modelNextSeg(
   if (m.recovery !== undefined && (m.rescue === undefined || m.una > m.rescue)) {
     for (let top = m.high - 1; top >= m.una; top--) {
       if (modelSacked(m, top)) continue;
+      // The highest un-SACKed byte was already retransmitted in this recovery: no rescue.
+      if (top < m.rxt) return undefined;
       let left = top;
-      while (left > m.una && !modelSacked(m, left - 1) && left > top + 1 - Math.min(len, mss)) left--;
+      while (left > m.rxt && !modelSacked(m, left - 1) && left > top + 1 - Math.min(len, mss)) left--;
       return ['rescue', left, top + 1];
     }
   }

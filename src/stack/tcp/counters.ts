@@ -47,10 +47,12 @@ export const TCP_COUNTER_NAMES = [
   // Timers and probes.
   'delayedAcks',
   'zeroWindowProbes',
+  'swsOverrides',
   'keepalivesSent',
   'keepaliveTimeouts',
   'connectionTimeouts',
   'timeWaitExpired',
+  'finWait2Timeouts',
   'timeWaitReopen',
   'windowGrowths',
 ] as const;

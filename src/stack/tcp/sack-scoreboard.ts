@@ -327,10 +327,12 @@ export class SackScoreboard {
       return { kind: 'unsacked', left: hole.left, right: seqMin(hole.right, seqAdd(hole.left, len)) };
     }
     if (this.recovery !== undefined && (this.rescue === undefined || seqGt(this.una, this.rescue))) {
-      // Rule 4: one rescue per recovery, ending at the highest outstanding un-SACKed byte.
+      // Rule 4: one rescue per recovery, ending at the highest outstanding un-SACKed byte. Not
+      // when that byte was already retransmitted in this recovery (below HighRxt): the rescue
+      // exists to resend what no rule has resent, and resending it again only duplicates it.
       const top = this.highestHole();
-      if (top !== undefined) {
-        const left = seqMax(top.left, seqAdd(top.right, -Math.min(len, this.mss)));
+      if (top !== undefined && seqGt(top.right, this.rxt)) {
+        const left = seqMax(seqMax(top.left, this.rxt), seqAdd(top.right, -Math.min(len, this.mss)));
         return { kind: 'rescue', left, right: top.right };
       }
     }

@@ -83,6 +83,12 @@ export interface TcpConfig {
   maxRetransmits: number;
   /** TIME_WAIT duration, 2*MSL (ms). */
   timeWaitMs: number;
+  /**
+   * How long a connection the application has closed (`close()`: it will never read again) may
+   * wait in FIN-WAIT-2 for the peer's FIN (ms); Linux's tcp_fin_timeout, 60 s. A half-close
+   * (`shutdown()`) waits as long as the peer likes.
+   */
+  finWait2TimeoutMs: number;
   /** Persist timer bounds (ms) for zero-window probes. */
   persistMinMs: number;
   persistMaxMs: number;
@@ -116,6 +122,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   synRetries: 6,
   maxRetransmits: 15,
   timeWaitMs: 60_000,
+  finWait2TimeoutMs: 60_000,
   persistMinMs: 200,
   persistMaxMs: 60_000,
   keepalive: undefined,
@@ -187,7 +194,9 @@ export interface TcpInfo {
   srtt: number | undefined;
   rttvar: number | undefined;
   rto: number;
+  /** The peer's last window, bytes (scaled). */
   sndWnd: number;
+  /** The window we last advertised, bytes: the field times 2^rcvWindowScale (a SYN's unscaled). */
   rcvWnd: number;
   bytesSent: number;
   bytesRetransmitted: number;
