@@ -1,9 +1,9 @@
 /**
  * Single-flow TCP throughput and CPU cost, same run:
  *
- * - userspace TCP ↔ kernel TCP over a TUN with offload: mptun's stack in this process (the
- *   `--stack user` code of `mptun perf`), its TUN in a namespace where a stock `iperf3 -s`
- *   listens; our iperf3 client sends (and, with -R, receives) one stream.
+ * - userspace TCP ↔ kernel TCP over a TUN with offload: mptun's stack in a child process per
+ *   run (the `--stack user` code of `mptun perf`), its TUN in a namespace where a stock
+ *   `iperf3 -s` listens; our iperf3 client sends (and, with -R, receives) one stream.
  * - kernel TCP over veth: stock iperf3 client and server in two namespaces joined by a veth pair
  *   (the baseline every row is compared with).
  * - a plain Node relay: iperf3 -c → a Node process doing `pipe()` both ways → iperf3 -s, over
@@ -13,12 +13,14 @@
  * our engine, whatever the host's default (BBR here, which makes a different, on veth slower,
  * baseline); the relay's own Node sockets keep the host default.
  * CPU seconds per GB counts every process that moves the bytes (iperf3's own getrusage figures
- * from its results, this process's cpuUsage, the relay's /proc stat), not softirq work that the
+ * from its results, our child's cpuUsage, the relay's /proc stat), not softirq work that the
  * kernel does outside them. Each figure is the better of alternating runs. Needs root.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { runClient } from '../src/proxy/perf/client.js';
 import type { PerfStack } from '../src/proxy/perf/stack.js';
@@ -31,6 +33,8 @@ const STACK_ADDR = '10.220.0.2';
 const VETH_A = '10.230.0.1';
 const VETH_B = '10.230.0.2';
 const CLK_TCK = 100;
+/** argv[2] of the child process that runs one userspace measurement. */
+const USER_CHILD = '--user-child';
 
 interface Measured {
   gbps: number;
@@ -93,16 +97,38 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
   }
 }
 
-/** Our stack (this process) as iperf3 client against a stock iperf3 -s behind the TUN. */
+/**
+ * Our stack as iperf3 client against a stock iperf3 -s behind the TUN. Each run gets a fresh
+ * Node process (as `mptun perf client --stack user` would): V8's GC and JIT state after one
+ * direction's run must not weigh on the other's (measured: the receive direction run after the
+ * send direction in one process gets a third of its throughput, all in extra mark-compacts).
+ */
 async function userRun(env: Env, ns: string, seconds: number, reverse: boolean): Promise<Measured> {
   const server = env.spawn(ns, 'iperf3', ['-s', '-1', '-B', KERNEL_ADDR, '-p', '5201', '--forceflush']);
   await waitForOutput(server, /Server listening/);
-  let stack: PerfStack | undefined;
+  const self = fileURLToPath(import.meta.url);
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', self, USER_CHILD, ns, String(seconds), reverse ? 'reverse' : 'forward'],
+    { cwd: dirname(dirname(self)), stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  const code = await exited(child, (seconds + 30) * 1000);
+  if (code !== 0) throw new Error(`userspace run failed (${code}): ${out.slice(0, 500)}`);
+  await exited(server);
+  return measured(JSON.parse(out) as EndJson, seconds);
+}
+
+/** The child side of userRun: prints the iperf3 `end` object as JSON. */
+async function userChild(ns: string, seconds: number, reverse: boolean): Promise<void> {
+  const stack: PerfStack = await openUserStack(
+    { tun: 'utcp', addresses: [STACK_ADDR], routes: true, offload: true, netns: ns },
+    pino({ level: 'silent' }),
+  );
   try {
-    stack = await openUserStack(
-      { tun: 'utcp', addresses: [STACK_ADDR], routes: true, offload: true, netns: ns },
-      pino({ level: 'silent' }),
-    );
     const report = await runClient({
       host: KERNEL_ADDR,
       port: 5201,
@@ -119,14 +145,9 @@ async function userRun(env: Env, ns: string, seconds: number, reverse: boolean):
       log: pino({ level: 'silent' }),
       print: () => undefined,
     });
-    const end = report['end'] as {
-      sum_received: { bytes: number; seconds: number; bits_per_second: number };
-      cpu_utilization_percent: { host_total: number; remote_total: number };
-    };
-    await exited(server);
-    return measured(end, seconds);
+    process.stdout.write(`${JSON.stringify(report['end'])}\n`);
   } finally {
-    await stack?.close();
+    await stack.close();
   }
 }
 
@@ -281,4 +302,9 @@ class Env {
     }
     for (const ns of this.namespaces.splice(0)) execFileSync('ip', ['netns', 'delete', ns]);
   }
+}
+
+if (process.argv[2] === USER_CHILD && process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [ns = '', secs = '3', direction = 'forward'] = process.argv.slice(3);
+  await userChild(ns, Number(secs), direction === 'reverse');
 }

@@ -823,6 +823,15 @@ export class TcpStack {
   }
 
   private service(e: ConnEntry, now: number): void {
+    // Events from input first: a socket that reads now opens the window before dispatch, so
+    // the one ACK of this flush carries the update (instead of a second, window-only ACK).
+    // Marked dirty meanwhile, so what the socket does needs no extra round.
+    const before = e.conn.takeEvents();
+    if (before !== 0) {
+      e.dirty = true;
+      this.onEvents(e, before);
+      e.dirty = false;
+    }
     let dispatched = false;
     if (this.blocked) {
       this.waiting.push(e);

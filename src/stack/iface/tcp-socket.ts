@@ -193,7 +193,8 @@ export class TcpSocket extends Duplex {
     const conn = this.host.conn;
     let took = false;
     while (this.wantRead) {
-      const chunk = conn.read();
+      // One chunk at a time: a view the engine handed over, pushed without another copy.
+      const chunk = conn.read(Number.MAX_SAFE_INTEGER, true);
       if (chunk === undefined) break;
       took = true;
       this.wantRead = this.push(chunk);

@@ -1,39 +1,77 @@
 /**
  * The receive buffer: in-order bytes the application has not read, and out-of-order segments
- * held in place within the window (RFC 9293 §3.10.7.4 "the data is placed in the buffer"),
- * with the SACK blocks to report for them (RFC 2018 §4: the block holding the most recent
- * segment first, then the most recently reported others).
+ * held within the window (RFC 9293 §3.10.7.4 "the data is placed in the buffer"), with the SACK
+ * blocks to report for them (RFC 2018 §4: the block holding the most recent segment first, then
+ * the most recently reported others).
  *
- * One ring of `capacity` bytes: [read, read + unread) is in-order data, the rest of the ring is
- * the window, where out-of-order data lands at its offset from RCV.NXT.
+ * Every received byte is copied exactly once: out of the device's (borrowed) read buffer into a
+ * slab, a large Buffer filled front to back and never written twice at the same place. `read`
+ * hands out views of the slabs, which the application then owns: no second copy, and no
+ * allocation per segment (consecutive in-order segments become one chunk, cut only when read).
+ * A slab is dropped once full; the views the application still holds keep it alive.
+ *
+ * The window is `capacity` minus the unread in-order bytes; out-of-order data lies inside it.
  */
 
 import { Buffer } from 'node:buffer';
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from '../wire/seqnum.js';
 import type { SackBlock } from '../wire/tcp.js';
 
+/** Slab size bounds: small for a connection that carries little, large once it streams. */
+const MIN_SLAB = 16 * 1024;
+const MAX_SLAB = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
+
 interface Range {
   left: number;
   right: number;
 }
 
+/** Out-of-order bytes [seq, seq + data.length), a view into a slab. */
+interface Piece {
+  seq: number;
+  data: Buffer;
+}
+
+export interface InsertResult {
+  /** How far RCV.NXT advances: 0 for out-of-order data, more when a gap is filled. */
+  advance: number;
+  /** Every byte was held already. */
+  duplicate: boolean;
+}
+
 export class ReceiveBuffer {
-  private buf: Uint8Array;
-  private readPos = 0;
+  private cap: number;
+  /** In-order bytes not yet read: the chunks queue[head..], then the open region. */
   private unread = 0;
+  private queue: Buffer[] = [];
+  private head = 0;
+  /** The slab being filled; bytes [slabUsed, slab.length) are free. */
+  private slab: Buffer | undefined;
+  private slabUsed = 0;
+  /**
+   * In-order bytes at the end of the slab not yet cut into a chunk: [openStart, slabUsed) when
+   * `openLen` > 0 (so the next in-order segment just extends it).
+   */
+  private openStart = 0;
+  private openLen = 0;
   /** Out-of-order ranges (sequence numbers), sorted, disjoint, not adjacent. */
   private readonly ooo: Range[] = [];
+  /** The out-of-order bytes themselves, sorted, non-overlapping. */
+  private pieces: Piece[] = [];
   /** A sequence number inside each recently received out-of-order block, most recent first. */
   private recent: number[] = [];
   /** Bytes currently held out of order. */
   private oooBytes = 0;
+  /** Reused: `insert` runs once per segment and its caller reads the fields at once. */
+  private readonly result: InsertResult = { advance: 0, duplicate: false };
 
   constructor(capacity: number) {
-    this.buf = new Uint8Array(capacity);
+    this.cap = capacity;
   }
 
   get capacity(): number {
-    return this.buf.length;
+    return this.cap;
   }
 
   /** In-order bytes the application can read. */
@@ -43,7 +81,7 @@ export class ReceiveBuffer {
 
   /** Free space beyond RCV.NXT: the window we can offer. */
   get window(): number {
-    return this.buf.length - this.unread;
+    return this.cap - this.unread;
   }
 
   get hasOutOfOrder(): boolean {
@@ -55,34 +93,208 @@ export class ReceiveBuffer {
   }
 
   /**
-   * Places `data` at sequence `seq` given RCV.NXT `rcvNxt` (the caller trimmed it to the window:
-   * rcvNxt <= seq and seq + length <= rcvNxt + window). Returns how far RCV.NXT advances (0 for
-   * out-of-order data, more when it fills a gap). `isDuplicate` tells whether every byte was
-   * already held.
+   * Places `data` (borrowed: copied before returning) at sequence `seq` given RCV.NXT `rcvNxt`
+   * (the caller trimmed it to the window: rcvNxt <= seq and seq + length <= rcvNxt + window).
+   * The result object is reused by the next call.
    */
-  insert(rcvNxt: number, seq: number, data: Uint8Array): { advance: number; duplicate: boolean } {
-    const n = data.length;
-    const cap = this.buf.length;
+  insert(rcvNxt: number, seq: number, data: Uint8Array): InsertResult {
+    const res = this.result;
     const offset = seqDiff(seq, rcvNxt);
-    const at = (this.readPos + this.unread + offset) % cap;
-    const first = Math.min(n, cap - at);
-    this.buf.set(data.subarray(0, first), at);
-    if (first < n) this.buf.set(data.subarray(first), 0);
     if (offset > 0) {
-      const duplicate = this.addRange(seq, seqAdd(seq, n));
-      return { advance: 0, duplicate };
+      res.advance = 0;
+      res.duplicate = this.insertOutOfOrder(seq, data);
+      return res;
     }
-    // In order: RCV.NXT moves past this segment and any out-of-order ranges it reaches.
-    let end = seqAdd(seq, n);
-    while (this.ooo.length > 0 && seqLe(this.ooo[0]!.left, end)) {
-      const r = this.ooo.shift()!;
-      this.oooBytes -= seqDiff(r.right, r.left);
-      if (seqGt(r.right, end)) end = r.right;
+    this.appendInOrder(data);
+    // RCV.NXT moves past this segment and any out-of-order data it reaches.
+    const placedEnd = seqAdd(seq, data.length);
+    let end = placedEnd;
+    if (this.ooo.length > 0) {
+      while (this.ooo.length > 0 && seqLe(this.ooo[0]!.left, end)) {
+        const r = this.ooo.shift()!;
+        this.oooBytes -= seqDiff(r.right, r.left);
+        if (seqGt(r.right, end)) end = r.right;
+      }
+      this.takePieces(placedEnd, end);
+      if (this.recent.length > 0) this.recent = this.recent.filter((s) => seqGe(s, end));
     }
-    this.recent = this.recent.filter((s) => seqGe(s, end));
     const advance = seqDiff(end, rcvNxt);
-    this.unread += advance;
-    return { advance, duplicate: false };
+    this.unread += advance - data.length;
+    res.advance = advance;
+    res.duplicate = false;
+    return res;
+  }
+
+  /**
+   * Up to `max` in-order bytes as a Buffer the caller owns. With `oneChunk` it is one
+   * contiguous stretch of a slab (a view: no copy), possibly fewer bytes than are readable;
+   * otherwise all of min(max, readable), copied together only when they span several chunks.
+   */
+  read(max: number, oneChunk = false): Uint8Array {
+    const want = Math.min(max, this.unread);
+    if (oneChunk || this.headLength() >= want) return this.readChunk(want);
+    const out = Buffer.allocUnsafe(want);
+    let at = 0;
+    while (at < want) {
+      const chunk = this.readChunk(want - at);
+      out.set(chunk, at);
+      at += chunk.length;
+    }
+    return out;
+  }
+
+  /** Bytes in the first chunk (or the open region when no chunk is queued). */
+  private headLength(): number {
+    return this.head < this.queue.length ? this.queue[this.head]!.length : this.openLen;
+  }
+
+  private readChunk(max: number): Buffer {
+    let out: Buffer;
+    if (this.head < this.queue.length) {
+      const chunk = this.queue[this.head]!;
+      if (chunk.length <= max) {
+        out = chunk;
+        this.queue[this.head++] = EMPTY;
+        if (this.head === this.queue.length) {
+          this.queue.length = 0;
+          this.head = 0;
+        }
+      } else {
+        out = chunk.subarray(0, max);
+        this.queue[this.head] = chunk.subarray(max);
+      }
+    } else {
+      const n = Math.min(max, this.openLen);
+      out = this.slab!.subarray(this.openStart, this.openStart + n);
+      this.openStart += n;
+      this.openLen -= n;
+    }
+    this.unread -= out.length;
+    return out;
+  }
+
+  /** Grows the buffer to `capacity` (autotuning); nothing moves. */
+  grow(capacity: number): void {
+    if (capacity > this.cap) this.cap = capacity;
+  }
+
+  /**
+   * SACK blocks to send (RFC 2018 §4), at most `max`: the block holding the latest segment
+   * first, then the other recently reported blocks.
+   */
+  sackBlocks(max: number): SackBlock[] {
+    const blocks: SackBlock[] = [];
+    for (const s of this.recent) {
+      if (blocks.length >= max) break;
+      const r = this.ooo.find((x) => seqLe(x.left, s) && seqLt(s, x.right));
+      if (r === undefined || blocks.some((b) => b.left === r.left)) continue;
+      blocks.push({ left: r.left, right: r.right });
+    }
+    // Ranges never touched recently still deserve reporting when there is room.
+    for (const r of this.ooo) {
+      if (blocks.length >= max) break;
+      if (!blocks.some((b) => b.left === r.left)) blocks.push({ left: r.left, right: r.right });
+    }
+    return blocks;
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  /** Copies in-order bytes behind the unread ones, extending the open region when it can. */
+  private appendInOrder(data: Uint8Array): void {
+    const n = data.length;
+    if (n === 0) return;
+    if (this.openLen > 0 && this.slab!.length - this.slabUsed >= n) {
+      this.slab!.set(data, this.slabUsed);
+      this.slabUsed += n;
+      this.openLen += n;
+      this.unread += n;
+      return;
+    }
+    this.closeOpen();
+    const at = this.reserve(n);
+    this.slab!.set(data, at);
+    this.openStart = at;
+    this.openLen = n;
+    this.unread += n;
+  }
+
+  /** Cuts the open region into a chunk, so that later slab bytes need not follow it. */
+  private closeOpen(): void {
+    if (this.openLen === 0) return;
+    this.queue.push(this.slab!.subarray(this.openStart, this.openStart + this.openLen));
+    this.openStart += this.openLen;
+    this.openLen = 0;
+  }
+
+  /** Room for `n` bytes in the current slab (a new one when it has too little): the offset. */
+  private reserve(n: number): number {
+    const slab = this.slab;
+    if (slab !== undefined && slab.length - this.slabUsed >= n) {
+      const at = this.slabUsed;
+      this.slabUsed += n;
+      return at;
+    }
+    const size = Math.max(n, Math.min(MAX_SLAB, Math.max(MIN_SLAB, this.cap >>> 2)));
+    // Every byte handed out is written first, so no zero-filling.
+    this.slab = Buffer.allocUnsafeSlow(size);
+    this.slabUsed = n;
+    this.openStart = 0;
+    return 0;
+  }
+
+  /**
+   * Moves the out-of-order pieces below `end` (the new RCV.NXT) to the in-order queue; the
+   * in-order bytes just placed reach `placedEnd` and may cover some of them.
+   */
+  private takePieces(placedEnd: number, end: number): void {
+    const pieces = this.pieces;
+    let cursor = placedEnd;
+    let i = 0;
+    for (; i < pieces.length; i++) {
+      const p = pieces[i]!;
+      if (seqGe(p.seq, end)) break;
+      const pEnd = seqAdd(p.seq, p.data.length);
+      if (seqLe(pEnd, cursor)) continue;
+      const skip = seqDiff(cursor, p.seq);
+      this.closeOpen();
+      this.queue.push(skip > 0 ? p.data.subarray(skip) : p.data);
+      cursor = pEnd;
+    }
+    if (i > 0) this.pieces = pieces.slice(i);
+  }
+
+  /** Stores the bytes of [seq, seq + n) not held yet; true when all of them were. */
+  private insertOutOfOrder(seq: number, data: Uint8Array): boolean {
+    const right = seqAdd(seq, data.length);
+    const duplicate = this.addRange(seq, right);
+    if (duplicate) return true;
+    // The parts no piece covers yet, copied into the slab.
+    const added: Piece[] = [];
+    let cursor = seq;
+    for (const p of this.pieces) {
+      const pEnd = seqAdd(p.seq, p.data.length);
+      if (seqLe(pEnd, cursor)) continue;
+      if (seqGe(p.seq, right)) break;
+      if (seqLt(cursor, p.seq))
+        added.push(this.copyPiece(cursor, data.subarray(seqDiff(cursor, seq), seqDiff(p.seq, seq))));
+      if (seqGt(pEnd, cursor)) cursor = pEnd;
+    }
+    if (seqLt(cursor, right)) added.push(this.copyPiece(cursor, data.subarray(seqDiff(cursor, seq))));
+    if (added.length > 0) {
+      const all = this.pieces.concat(added);
+      all.sort((a, b) => seqDiff(a.seq, b.seq));
+      this.pieces = all;
+    }
+    return false;
+  }
+
+  private copyPiece(seq: number, bytes: Uint8Array): Piece {
+    this.closeOpen();
+    const at = this.reserve(bytes.length);
+    const slab = this.slab!;
+    slab.set(bytes, at);
+    return { seq, data: slab.subarray(at, at + bytes.length) };
   }
 
   /** Adds [left, right) to the out-of-order ranges; true when it was all there already. */
@@ -112,52 +324,5 @@ export class ReceiveBuffer {
 
   private touch(seq: number): void {
     this.recent = [seq, ...this.recent.filter((s) => s !== seq)].slice(0, 8);
-  }
-
-  /**
-   * SACK blocks to send (RFC 2018 §4), at most `max`: the block holding the latest segment
-   * first, then the other recently reported blocks.
-   */
-  sackBlocks(max: number): SackBlock[] {
-    const blocks: SackBlock[] = [];
-    for (const s of this.recent) {
-      if (blocks.length >= max) break;
-      const r = this.ooo.find((x) => seqLe(x.left, s) && seqLt(s, x.right));
-      if (r === undefined || blocks.some((b) => b.left === r.left)) continue;
-      blocks.push({ left: r.left, right: r.right });
-    }
-    // Ranges never touched recently still deserve reporting when there is room.
-    for (const r of this.ooo) {
-      if (blocks.length >= max) break;
-      if (!blocks.some((b) => b.left === r.left)) blocks.push({ left: r.left, right: r.right });
-    }
-    return blocks;
-  }
-
-  /**
-   * Copies out up to `max` in-order bytes, into a Buffer (a Uint8Array) that is not zero-filled
-   * first (every byte is written) and that Node streams take as it is.
-   */
-  read(max: number): Uint8Array {
-    const n = Math.min(max, this.unread);
-    const out = Buffer.allocUnsafe(n);
-    const cap = this.buf.length;
-    const first = Math.min(n, cap - this.readPos);
-    out.set(this.buf.subarray(this.readPos, this.readPos + first), 0);
-    if (first < n) out.set(this.buf.subarray(0, n - first), first);
-    this.readPos = (this.readPos + n) % cap;
-    this.unread -= n;
-    return out;
-  }
-
-  /** Grows the ring to `capacity` (autotuning), keeping in-order and out-of-order data in place. */
-  grow(capacity: number): void {
-    const cap = this.buf.length;
-    if (capacity <= cap) return;
-    const next = new Uint8Array(capacity);
-    next.set(this.buf.subarray(this.readPos), 0);
-    next.set(this.buf.subarray(0, this.readPos), cap - this.readPos);
-    this.buf = next;
-    this.readPos = 0;
   }
 }
