@@ -16,6 +16,12 @@ const SEGMENT_PAYLOAD = 1448;
 /** Generous bound on simulated time; a stall or livelock fails instead of hanging. */
 const LIMIT_MS = 3_600_000;
 
+/** One line per run for the test log: goodput and the sender's recovery counters. */
+function summary(goodputBps: number, sim: Sim): string {
+  const tcp = sim.client.stats().tcp;
+  return `goodput ${(goodputBps / 1e6).toFixed(3)} Mbit/s, ${tcp.retransmitSegments} retransmitted segments, ${tcp.rtoExpired} RTOs, ${tcp.sackRecoveries} SACK recoveries`;
+}
+
 function mbit(rate: number): number {
   return (rate * 1e6) / 8;
 }
@@ -30,9 +36,10 @@ function link(
   return { forward: { ...base, ...faults }, reverse: base };
 }
 
-test('sim: clean link, 50 Mbit/s, 10 ms RTT: SHA-256 equal, goodput >= 95% of the link, no retransmission', async () => {
+test('sim: clean link, 50 Mbit/s, 10 ms RTT: SHA-256 equal, goodput >= 95% of the link, no retransmission', async (t) => {
   const sim = new Sim({ seed: 1, ...link(50, 5) });
   const r = await simTransfer(sim, data, LIMIT_MS);
+  t.diagnostic(summary(r.goodputBps, sim));
   assert.equal(r.receivedSha256, r.sentSha256);
   assert.equal(r.bytes, MB50);
   assert.ok(r.goodputBps >= 0.95 * 50e6, `goodput ${(r.goodputBps / 1e6).toFixed(2)} Mbit/s`);
@@ -40,11 +47,12 @@ test('sim: clean link, 50 Mbit/s, 10 ms RTT: SHA-256 equal, goodput >= 95% of th
   assert.equal(sim.client.stats().tcp.rtoExpired, 0);
 });
 
-test('sim: 1% loss at 50 ms RTT, 20 Mbit/s: SHA-256 equal, RTO only for lost retransmissions, goodput >= Mathis bound', async () => {
+test('sim: 1% loss at 50 ms RTT, 20 Mbit/s: SHA-256 equal, RTO only for lost retransmissions, goodput >= Mathis bound', async (t) => {
   const p = 0.01;
   const rttMs = 50;
   const sim = new Sim({ seed: 1, ...link(20, rttMs / 2, { drop: p }) });
   const r = await simTransfer(sim, data, LIMIT_MS);
+  t.diagnostic(summary(r.goodputBps, sim));
   assert.equal(r.receivedSha256, r.sentSha256);
   const tcp = sim.client.stats().tcp;
   assert.ok(tcp.sackRecoveries > 0);
@@ -60,30 +68,34 @@ test('sim: 1% loss at 50 ms RTT, 20 Mbit/s: SHA-256 equal, RTO only for lost ret
   );
 });
 
-test('sim: 5% loss, 20 Mbit/s, 10 ms RTT: SHA-256 equal', async () => {
+test('sim: 5% loss, 20 Mbit/s, 10 ms RTT: SHA-256 equal', async (t) => {
   const sim = new Sim({ seed: 1, ...link(20, 5, { drop: 0.05 }) });
   const r = await simTransfer(sim, data, LIMIT_MS);
+  t.diagnostic(summary(r.goodputBps, sim));
   assert.equal(r.receivedSha256, r.sentSha256);
   assert.ok(sim.client.stats().tcp.sackRecoveries > 0);
 });
 
-test('sim: reordering depth 3 (1% of packets overtaken by 3), 50 Mbit/s: SHA-256 equal', async () => {
+test('sim: reordering depth 3 (1% of packets overtaken by 3), 50 Mbit/s: SHA-256 equal', async (t) => {
   const sim = new Sim({ seed: 1, ...link(50, 5, { reorder: { probability: 0.01, gap: 3 } }) });
   const r = await simTransfer(sim, data, LIMIT_MS);
+  t.diagnostic(summary(r.goodputBps, sim));
   assert.equal(r.receivedSha256, r.sentSha256);
   assert.ok(sim.clientFault.counters.tx.reordered > 0);
 });
 
-test('sim: 1% duplication, 50 Mbit/s: SHA-256 equal', async () => {
+test('sim: 1% duplication, 50 Mbit/s: SHA-256 equal', async (t) => {
   const sim = new Sim({ seed: 1, ...link(50, 5, { duplicate: 0.01 }) });
   const r = await simTransfer(sim, data, LIMIT_MS);
+  t.diagnostic(summary(r.goodputBps, sim));
   assert.equal(r.receivedSha256, r.sentSha256);
   assert.ok(sim.clientFault.counters.tx.duplicated > 0);
   assert.equal(sim.client.stats().tcp.rtoExpired, 0);
 });
 
-test('sim: 200 ms RTT at 20 Mbit/s: SHA-256 equal', async () => {
+test('sim: 200 ms RTT at 20 Mbit/s: SHA-256 equal', async (t) => {
   const sim = new Sim({ seed: 1, ...link(20, 100) });
   const r = await simTransfer(sim, data, LIMIT_MS);
+  t.diagnostic(summary(r.goodputBps, sim));
   assert.equal(r.receivedSha256, r.sentSha256);
 });
