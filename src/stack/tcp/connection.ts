@@ -1551,6 +1551,9 @@ export class TcpConnection {
     let wnd = avail;
     if (avail > current && avail - current < Math.min(this.recv.capacity / 2, this.rcvMss())) wnd = current;
     if (wnd < current) wnd = current; // do not shrink (RFC 9293 §3.8.6.2.2)
+    // Rounding down may pull the right edge back by less than one scale unit. Rounding up instead
+    // would let the edge creep past the buffer on every ACK (RFC 7323 Appendix F; Linux allows
+    // the same small shrink with tcp_shrink_window), and data there would only be trimmed.
     const field = Math.min(Math.floor(wnd / 2 ** this.rcvWindowScale), MAX_UNSCALED_WINDOW);
     this.rcvWndAdvertised = field * 2 ** this.rcvWindowScale;
     this.rcvAdvRight = seqAdd(this.rcvNxt, this.rcvWndAdvertised);
