@@ -68,6 +68,8 @@ function common<T>(y: Argv<T>) {
     .option('addr', {
       type: 'string',
       array: true,
+      // One value per flag: otherwise `--addr 10.0.0.2 -1` would swallow the -1 as an address.
+      nargs: 1,
       describe: "With --stack user: the stack's own address, IP[/PREFIX] (repeatable)",
     })
     .option('routes', {

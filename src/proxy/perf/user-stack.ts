@@ -89,6 +89,7 @@ export async function openUserStack(o: UserStackOptions, log: Logger): Promise<P
         ip(o.netns, ...(p.family === 6 ? ['-6'] : []), 'route', 'replace', p.route, 'dev', tun.name);
         routes.push(p.route);
       }
+      for (const p of parsed) warnIfNoSourceAddress(o.netns, p.address, p.family, tun.name, log);
     }
     log.info(
       { tun: tun.name, offload: o.offload, addresses: parsed.map((p) => p.address), routes },
@@ -233,5 +234,28 @@ class UserConnection implements PerfConnection {
       cwnd: i.cwnd,
       congestion: i.congestion,
     };
+  }
+}
+
+/**
+ * A host with no address of its own (only loopback) would send to the TUN from 127.0.0.1 or
+ * ::1, and the kernel drops our replies to that as martians: connections just time out. Say so,
+ * with the fix, instead of leaving the user to a packet capture.
+ */
+function warnIfNoSourceAddress(
+  netns: string | undefined,
+  address: string,
+  family: number,
+  tun: string,
+  log: Logger,
+): void {
+  const route = ip(netns, ...(family === 6 ? ['-6'] : []), 'route', 'get', address);
+  const src = /\bsrc (\S+)/.exec(route)?.[1];
+  if (src === undefined || src.startsWith('127.') || src === '::1') {
+    const example = family === 6 ? 'fd00:64::1/128' : '100.64.0.1/32';
+    log.warn(
+      { address, src: src ?? null },
+      `perf: this host has no address to reach ${address} from, so local clients will time out; give the TUN one (ip addr add ${example} dev ${tun}) or use --no-routes and wire the host yourself`,
+    );
   }
 }
