@@ -72,7 +72,6 @@ function userClient(t: ReturnType<typeof fresh>, ...extra: string[]) {
     t.tunName,
     '--addr',
     t.addr,
-    '-J',
     ...extra,
   ]);
 }
@@ -159,7 +158,7 @@ test('mptun perf client --stack user → stock iperf3 server: -n 64M, counts agr
   const t = fresh();
   const server = start(lab, peer, 'iperf3', ['-s', '-1', '-J', '-p', String(t.port)]);
   await waitForListen(lab, peer, t.port);
-  const client = userClient(t, '-n', '64M');
+  const client = userClient(t, '-J', '-n', '64M');
   assert.equal((await client.done()).code, 0, client.stderr());
   assert.equal((await server.done()).code, 0, server.stdout());
   const ours = json(client);
@@ -175,23 +174,7 @@ test("mptun perf client --stack user: interval lines carry iperf3's Retr and Cwn
   const t = fresh();
   const server = start(lab, peer, 'iperf3', ['-s', '-1', '-p', String(t.port)]);
   await waitForListen(lab, peer, t.port);
-  const client = startMptun(lab, tun, [
-    'perf',
-    'client',
-    PEER,
-    '-p',
-    String(t.port),
-    '--stack',
-    'user',
-    '--tun',
-    t.tunName,
-    '--addr',
-    t.addr,
-    '-t',
-    '1',
-    '-i',
-    '0.5',
-  ]);
+  const client = userClient(t, '-t', '1', '-i', '0.5');
   assert.equal((await client.done()).code, 0, client.stderr());
   assert.equal((await server.done()).code, 0, server.stdout());
   const out = client.stdout();
@@ -206,7 +189,7 @@ test('mptun perf client --stack user -R ← stock iperf3 server sending', async 
   const t = fresh();
   const server = start(lab, peer, 'iperf3', ['-s', '-1', '-J', '-p', String(t.port)]);
   await waitForListen(lab, peer, t.port);
-  const client = userClient(t, '-R', '-n', '64M');
+  const client = userClient(t, '-J', '-R', '-n', '64M');
   assert.equal((await client.done()).code, 0, client.stderr());
   assert.equal((await server.done()).code, 0, server.stdout());
   const ours = json(client);
