@@ -3,6 +3,8 @@
  * kernel's TcpExt MIB. A connection owns one `TcpCounters`; the iface sums them (`addCounters`)
  * into stack-wide totals, including those of connections that have gone away.
  */
+import { type Counters, counterSet } from '../counter-set.js';
+
 export const TCP_COUNTER_NAMES = [
   // Segments dropped on input (none of them ever throws).
   'segmentsIn',
@@ -59,15 +61,15 @@ export const TCP_COUNTER_NAMES = [
 
 export type TcpCounterName = (typeof TCP_COUNTER_NAMES)[number];
 
-export type TcpCounters = Record<TcpCounterName, number>;
+export type TcpCounters = Counters<TcpCounterName>;
+
+export const tcpCounterSet = counterSet(TCP_COUNTER_NAMES);
 
 export function createTcpCounters(): TcpCounters {
-  const counters = {} as TcpCounters;
-  for (const name of TCP_COUNTER_NAMES) counters[name] = 0;
-  return counters;
+  return tcpCounterSet.create();
 }
 
 /** Adds every counter of `from` into `into` (stack-wide totals). */
 export function addTcpCounters(into: TcpCounters, from: Readonly<TcpCounters>): void {
-  for (const name of TCP_COUNTER_NAMES) into[name] += from[name];
+  tcpCounterSet.add(into, from);
 }
