@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use (run as root). Idempotent.
 set -euo pipefail
-pkgs=(iproute2 iputils-ping nftables tshark tcpdump iperf3 mptcpd python3 g++ make)
+# mptcpize is its own package (not part of mptcpd): `mptcpize run CMD` makes a plain TCP program use MPTCP.
+pkgs=(iproute2 iputils-ping nftables tshark tcpdump iperf3 mptcpd mptcpize python3 g++ make)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
