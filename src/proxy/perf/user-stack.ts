@@ -81,7 +81,8 @@ export async function openUserStack(o: UserStackOptions, log: Logger): Promise<P
     const stack = new TcpStack({
       device: tun,
       scheduler: new RealScheduler(),
-      addresses: parsed.map((p) => p.address),
+      // With the prefix, so the stack knows its subnet's broadcast (dropped as a martian).
+      addresses: parsed.map((p) => `${p.address}/${p.prefix}`),
     });
     if (o.routes) {
       for (const p of parsed) {

@@ -62,3 +62,51 @@ export function addressBytes(a: IpAddress): Uint8Array {
 export function addressKey(a: IpAddress): string {
   return a.family === 4 ? `4:${a.v4}` : `6:${Buffer.from(a.v6.buffer, a.v6.byteOffset, 16).toString('hex')}`;
 }
+
+/** One of the stack's own addresses as configured: `IP` or `IP/PREFIX`. */
+export interface InterfaceAddress {
+  readonly address: IpAddress;
+  /** The prefix length when one was given (0-32 for IPv4, 0-128 for IPv6). */
+  readonly prefix: number | undefined;
+  /**
+   * The subnet's directed broadcast (RFC 919, RFC 922: host part all ones), IPv4 with a prefix
+   * of /30 or shorter only: /31 links have none (RFC 3021), /32 is a single host and IPv6 has
+   * no broadcast at all.
+   */
+  readonly broadcast: number | undefined;
+}
+
+/**
+ * `IP` or `IP/PREFIX` to an interface address; throws InvalidArgumentError saying what is wrong
+ * (API misuse: these come from configuration, not from the network).
+ */
+export function parseInterfaceAddress(text: string): InterfaceAddress {
+  const slash = text.indexOf('/');
+  const addressText = slash < 0 ? text : text.slice(0, slash);
+  const address = tryParseAddress(addressText);
+  if (address === undefined) {
+    throw new InvalidArgumentError(`not an IP address or IP/PREFIX: '${text}'`);
+  }
+  if (slash < 0) return { address, prefix: undefined, broadcast: undefined };
+  const prefixText = text.slice(slash + 1);
+  const max = address.family === 4 ? 32 : 128;
+  if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > max) {
+    const shown = prefixText === '' ? 'nothing' : `'${prefixText}'`;
+    throw new InvalidArgumentError(
+      `address '${text}': the prefix after '/' must be a whole number 0-${max} for IPv${address.family}, got ${shown}`,
+    );
+  }
+  const prefix = Number(prefixText);
+  const broadcast = broadcastOf(address, prefix);
+  if (address.family === 4 && broadcast === address.v4) {
+    throw new InvalidArgumentError(
+      `address '${text}' is the broadcast address of its subnet; a host cannot own it`,
+    );
+  }
+  return { address, prefix, broadcast };
+}
+
+function broadcastOf(a: IpAddress, prefix: number): number | undefined {
+  if (a.family === 6 || prefix > 30) return undefined;
+  return (a.v4 | (0xffffffff >>> prefix)) >>> 0;
+}

@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { InvalidArgumentError } from '../../errors.js';
+import { type Counters, counterSet } from '../counter-set.js';
 import type { Scheduler, TimerHandle } from '../device/clock.js';
 import type { Device, Frame, GsoInfo } from '../device/device.js';
 import {
@@ -41,7 +42,15 @@ import {
   verifyTcpChecksumV4,
   verifyTcpChecksumV6,
 } from '../wire/tcp.js';
-import { addressEqual, formatAddress, type IpAddress, parseAddress, v4, v6 } from './address.js';
+import {
+  addressEqual,
+  formatAddress,
+  type IpAddress,
+  parseAddress,
+  parseInterfaceAddress,
+  v4,
+  v6,
+} from './address.js';
 import { ConnectionTable, type FourTuple, ListenerTable, type PacketAddresses } from './demux.js';
 import { FrameArena } from './frame-arena.js';
 import { fourTupleHash, IsnGenerator } from './isn.js';
@@ -66,7 +75,11 @@ const NO_IP_OPTIONS = new Uint8Array(0);
 export interface StackOptions {
   device: Device;
   scheduler: Scheduler;
-  /** The stack's own addresses (IPv4 and/or IPv6 text), at least one. */
+  /**
+   * The stack's own addresses (IPv4 and/or IPv6 text), at least one, each `IP` or `IP/PREFIX`:
+   * with an IPv4 prefix of /30 or shorter, segments from or to that subnet's broadcast are
+   * dropped as martians.
+   */
   addresses: readonly string[];
   /** Secret for ISNs, SYN cookies, timestamp offsets and port choice; random by default. */
   secret?: Uint8Array;
@@ -109,49 +122,63 @@ export interface ListenOptions {
   tcp?: Partial<TcpConfig>;
 }
 
-/** Stack-wide counters (the engine's per-connection ones are summed separately, `stats().tcp`). */
-export interface StackCounters {
-  framesIn: number;
-  bytesIn: number;
-  /** Received frames that were GSO super-packets (kernel coalesced). */
-  superPacketsIn: number;
-  framesOut: number;
-  bytesOut: number;
-  superPacketsOut: number;
-  /** device.write returned false: output paused until drain. */
-  deviceBackpressure: number;
-  /** IP header unparseable (truncated, bad version/length/checksum): see parseErrors. */
-  dropBadIp: number;
-  dropFragment: number;
-  dropNotTcp: number;
-  /** Destination is not one of our addresses and no any-destination listener exists. */
-  dropNotForUs: number;
-  /** Source or destination an address no TCP may use (multicast, broadcast, unspecified). */
-  dropBadAddress: number;
-  /** TCP header unparseable (truncated, bad data offset, impossible option length): see parseErrors. */
-  dropBadTcp: number;
-  dropBadTcpChecksum: number;
-  /** A RST matching no connection: dropped, never answered (RFC 9293 §3.10.7.1). */
-  dropRstNoConnection: number;
-  /** Segment to a listener without SYN or ACK (or with SYN+FIN): dropped. */
-  dropListenBadFlags: number;
-  /** RSTs sent for segments matching no connection or listener. */
-  rstSentNoConnection: number;
-  /** RSTs sent for ACKs to a listener that completed no handshake. */
-  rstSentListenAck: number;
-  /** SYNs that found their listener's backlog full. */
-  synBacklogFull: number;
-  /** SYNs dropped (backlog full, cookies off). */
-  synDropped: number;
-  synCookiesSent: number;
-  synCookiesValid: number;
-  synCookiesInvalid: number;
-  activeOpens: number;
-  passiveOpens: number;
-  /** Handshakes completed on a listener whose owner has closed it: reset. */
-  acceptAborted: number;
-  connectionsClosed: number;
-}
+/**
+ * Stack-wide counters (the engine's per-connection ones are summed separately, `stats().tcp`),
+ * declared once: the list gives the type, the zeroed record and the non-zero report.
+ */
+export const STACK_COUNTER_NAMES = [
+  // Device traffic. Super-packets are GSO frames (kernel coalesced on input, ours on output);
+  // deviceBackpressure counts device.write returning false (output paused until drain).
+  'framesIn',
+  'bytesIn',
+  'superPacketsIn',
+  'framesOut',
+  'bytesOut',
+  'superPacketsOut',
+  'deviceBackpressure',
+  // Input dropped before demux. dropBadIp / dropBadTcp: header unparseable (truncated, bad
+  // version, length or data offset, impossible option length; the reason is in parseErrors).
+  // dropNotForUs: destination not ours and no any-destination listener. dropBadAddress: source
+  // or destination no TCP may use (unspecified, multicast, limited broadcast, class E).
+  'dropBadIp',
+  'dropFragment',
+  'dropNotTcp',
+  'dropNotForUs',
+  'dropBadAddress',
+  'dropBadTcp',
+  'dropBadTcpChecksum',
+  // Martians (RFC 1812 §5.3.7, RFC 6890; Linux counts them as martian sources/destinations):
+  // source loopback (127.0.0.0/8, ::1); source or destination the directed broadcast of one
+  // of our subnets (addresses given as IP/PREFIX); source one of our own addresses (LAND).
+  'dropLoopbackSource',
+  'dropBroadcastAddress',
+  'dropOwnSource',
+  // Segments matching no connection. A RST is dropped, never answered (RFC 9293 §3.10.7.1);
+  // dropListenBadFlags: to a listener without SYN or ACK, or with SYN+FIN; the RSTs we send for
+  // strays and for ACKs to a listener that completed no handshake.
+  'dropRstNoConnection',
+  'dropListenBadFlags',
+  'rstSentNoConnection',
+  'rstSentListenAck',
+  // SYN backlog and cookies: SYNs that found their listener's backlog full, those dropped
+  // (backlog full, cookies off), and the cookies sent and checked (kept by SynCookies).
+  'synBacklogFull',
+  'synDropped',
+  'synCookiesSent',
+  'synCookiesValid',
+  'synCookiesInvalid',
+  // Connections. acceptAborted: handshakes completed on a listener its owner has closed (reset).
+  'activeOpens',
+  'passiveOpens',
+  'acceptAborted',
+  'connectionsClosed',
+] as const;
+
+export type StackCounterName = (typeof STACK_COUNTER_NAMES)[number];
+
+export type StackCounters = Counters<StackCounterName>;
+
+export const stackCounterSet = counterSet(STACK_COUNTER_NAMES);
 
 export interface ConnectionStats {
   local: string;
@@ -170,38 +197,6 @@ export interface StackStats {
   /** Connections in the table now. */
   connectionCount: number;
   connections: ConnectionStats[];
-}
-
-function newCounters(): StackCounters {
-  return {
-    framesIn: 0,
-    bytesIn: 0,
-    superPacketsIn: 0,
-    framesOut: 0,
-    bytesOut: 0,
-    superPacketsOut: 0,
-    deviceBackpressure: 0,
-    dropBadIp: 0,
-    dropFragment: 0,
-    dropNotTcp: 0,
-    dropNotForUs: 0,
-    dropBadAddress: 0,
-    dropBadTcp: 0,
-    dropBadTcpChecksum: 0,
-    dropRstNoConnection: 0,
-    dropListenBadFlags: 0,
-    rstSentNoConnection: 0,
-    rstSentListenAck: 0,
-    synBacklogFull: 0,
-    synDropped: 0,
-    synCookiesSent: 0,
-    synCookiesValid: 0,
-    synCookiesInvalid: 0,
-    activeOpens: 0,
-    passiveOpens: 0,
-    acceptAborted: 0,
-    connectionsClosed: 0,
-  };
 }
 
 /** One connection in the table. */
@@ -250,7 +245,7 @@ export class TcpStack {
   readonly device: Device;
   readonly scheduler: Scheduler;
   readonly addresses: readonly IpAddress[];
-  private readonly counters = newCounters();
+  private readonly counters = stackCounterSet.create();
   private readonly parseErrors: Record<string, number> = {};
   private readonly closedTcpCounters = createTcpCounters();
   private readonly secret: Uint8Array;
@@ -264,6 +259,8 @@ export class TcpStack {
   private readonly ttl: number;
   private readonly v4Addresses = new Set<number>();
   private readonly v6Addresses: Uint8Array[] = [];
+  /** Directed broadcasts of our IPv4 subnets (from IP/PREFIX addresses). */
+  private readonly v4Broadcasts = new Set<number>();
   private readonly table = new ConnectionTable<ConnEntry>();
   private readonly listeners = new ListenerTable<Listener>();
   private readonly heap = new TimerHeap<ConnEntry>();
@@ -291,10 +288,12 @@ export class TcpStack {
     if (options.addresses.length === 0) throw new InvalidArgumentError('a stack needs at least one address');
     this.device = options.device;
     this.scheduler = options.scheduler;
-    this.addresses = options.addresses.map(parseAddress);
-    for (const a of this.addresses) {
+    const configured = options.addresses.map(parseInterfaceAddress);
+    this.addresses = configured.map((c) => c.address);
+    for (const { address: a, broadcast } of configured) {
       if (a.family === 4) this.v4Addresses.add(a.v4);
       else this.v6Addresses.push(a.v6);
+      if (broadcast !== undefined) this.v4Broadcasts.add(broadcast);
     }
     this.secret = options.secret ?? randomBytes(32);
     this.isnGen = new IsnGenerator(this.secret);
@@ -500,6 +499,7 @@ export class TcpStack {
         c.dropBadAddress++;
         return;
       }
+      if (this.martianV4(ip.src, ip.dst)) return;
       tcpStart = ip.headerLength;
       tcpEnd = ip.totalLength;
       ours = this.v4Addresses.has(ip.dst);
@@ -526,6 +526,7 @@ export class TcpStack {
         c.dropBadAddress++;
         return;
       }
+      if (this.martianV6(ip.src)) return;
       tcpStart = ip.payloadOffset;
       tcpEnd = ip.totalLength;
       ours = this.isOurV6(ip.dst);
@@ -578,6 +579,40 @@ export class TcpStack {
       return;
     }
     this.noConnection(h, payload, ours, now);
+  }
+
+  /**
+   * Martian IPv4 input, counted and dropped (never answered: a reply would go to loopback, to
+   * a whole subnet or to ourselves). True when dropped.
+   */
+  private martianV4(src: number, dst: number): boolean {
+    const c = this.counters;
+    if (src >>> 24 === 127) {
+      c.dropLoopbackSource++;
+      return true;
+    }
+    if (this.v4Broadcasts.size > 0 && (this.v4Broadcasts.has(src) || this.v4Broadcasts.has(dst))) {
+      c.dropBroadcastAddress++;
+      return true;
+    }
+    if (this.v4Addresses.has(src)) {
+      c.dropOwnSource++;
+      return true;
+    }
+    return false;
+  }
+
+  /** The same for IPv6 (no broadcast there; multicast is dropBadAddress). True when dropped. */
+  private martianV6(src: Uint8Array): boolean {
+    if (isV6Loopback(src)) {
+      this.counters.dropLoopbackSource++;
+      return true;
+    }
+    if (this.isOurV6(src)) {
+      this.counters.dropOwnSource++;
+      return true;
+    }
+    return false;
   }
 
   /** A segment that matches no connection: a listener's, or a stray. */
@@ -1146,6 +1181,12 @@ function checkPort(port: number, name: string, zeroOk: boolean): void {
 /** 0.0.0.0/8, multicast 224/4 and above (class E, broadcast): no TCP connection uses them. */
 function badV4(a: number): boolean {
   return a >>> 24 === 0 || a >>> 28 >= 0xe;
+}
+
+/** ::1 (RFC 4291 §2.5.3). */
+function isV6Loopback(a: Uint8Array): boolean {
+  for (let i = 0; i < 15; i++) if (a[i] !== 0) return false;
+  return a[15] === 1;
 }
 
 /** Unspecified (::) and multicast (ff00::/8). */
