@@ -21,6 +21,7 @@ import {
   type TcpFields,
   type TcpHeader,
   type TcpOption,
+  tcpOptionsLength,
 } from '../wire/tcp.js';
 import { type CongestionControl, createCongestionControl } from './congestion.js';
 import { createTcpCounters, type TcpCounters } from './counters.js';
@@ -42,13 +43,15 @@ import { SendBuffer } from './sender.js';
 import {
   DEFAULT_TCP_CONFIG,
   type OutgoingSegment,
+  type ReceivedKind,
+  type SendQueue,
+  type SubflowHooks,
   type SynCookieOptions,
   type TcpConfig,
   type TcpErrorCode,
   TcpEvent,
   type TcpInfo,
   type TcpOpenParams,
-  type TcpOptionHook,
   type TcpState,
 } from './types.js';
 
@@ -59,6 +62,11 @@ export * from './types.js';
 const DUP_THRESH = 3;
 /** Timestamps option as laid out on data segments (10 + 2 NOPs, RFC 7323 Appendix A). */
 const TS_OPTION_SPACE = 12;
+/** RFC 9293 §3.1: at most 40 bytes of options. */
+const OPTION_SPACE = 40;
+/** A SACK option's kind, length and 2 NOPs, and each block (RFC 2018 §3). */
+const SACK_BASE_SPACE = 4;
+const SACK_BLOCK_SPACE = 8;
 /** RFC 5961 §7: the challenge ACK rate limit counts per this interval (ms). */
 const CHALLENGE_ACK_INTERVAL_MS = 1000;
 /** Delayed ACK: acknowledge at least every second full-sized segment (RFC 9293 §3.8.6.3). */
@@ -94,8 +102,9 @@ interface PendingRst {
 export class TcpConnection {
   readonly counters: TcpCounters = createTcpCounters();
   readonly config: Readonly<TcpConfig>;
-  /** MPTCP's hook (next issue): options on outgoing segments, incoming options. */
-  optionHook: TcpOptionHook | undefined;
+  /** The subflow seam (MPTCP), given at construction; undefined for plain TCP. */
+  private readonly hooks: SubflowHooks | undefined;
+  private readonly ccFactory: ((mss: number) => CongestionControl) | undefined;
 
   private _state: TcpState = 'CLOSED';
   private _error: TcpErrorCode | undefined;
@@ -120,7 +129,7 @@ export class TcpConnection {
   private sndWindowScale = 0;
   private peerMss: number | undefined;
   private sendMss = DEFAULT_PEER_MSS;
-  private readonly sendBuf: SendBuffer;
+  private readonly sendBuf: SendQueue;
   /** Sequence number of the first byte held in sendBuf. */
   private bufSeq: number;
   /** shutdown() was called: a FIN follows the data. */
@@ -160,6 +169,10 @@ export class TcpConnection {
   private keepalivePending = false;
   private challengeWindowStart = Number.NEGATIVE_INFINITY;
   private challengeCount = 0;
+  /** When an unacceptable segment was last answered (the invalid-ACK rate limit). */
+  private lastInvalidAckAt = Number.NEGATIVE_INFINITY;
+  /** Built from a SYN cookie: the segment being processed is the handshake's third ACK. */
+  private cookieAck = false;
 
   // Timers (absolute ms, NEVER when off).
   private rtoAt = NEVER;
@@ -226,6 +239,8 @@ export class TcpConnection {
 
   private constructor(params: TcpOpenParams, active: boolean) {
     this.config = { ...DEFAULT_TCP_CONFIG, ...params.config };
+    this.hooks = params.hooks;
+    this.ccFactory = params.congestion;
     this.active = active;
     this.localPort = params.localPort ?? 0;
     this.remotePort = params.remotePort ?? 0;
@@ -236,7 +251,7 @@ export class TcpConnection {
     this.sndMax = this.iss;
     this.bufSeq = seqAdd(this.iss, 1);
     this.smallSentEnd = this.iss;
-    this.sendBuf = new SendBuffer(this.config.sendBufferSize);
+    this.sendBuf = params.sendQueue ?? new SendBuffer(this.config.sendBufferSize);
     this.recv = new ReceiveBuffer(this.config.recvBufferSize);
     this.rtt = new RttEstimator({
       initialRto: this.config.initialRto,
@@ -271,7 +286,8 @@ export class TcpConnection {
     }
     conn.irs = syn.seqNumber;
     conn.rcvNxt = seqAdd(syn.seqNumber, 1);
-    conn.rcvAdvRight = seqAdd(conn.rcvNxt, Math.min(conn.recv.window, MAX_UNSCALED_WINDOW));
+    if (conn.hooks !== undefined && !conn.hookAccepts(syn, 0, 'syn')) return conn;
+    conn.rcvAdvRight = seqAdd(conn.rcvNxt, Math.min(conn.receiveSpace(), MAX_UNSCALED_WINDOW));
     conn.negotiate(opts);
     conn.sndWnd = syn.window; // RFC 7323 §2.2: never scaled in a SYN
     conn.maxSndWnd = conn.sndWnd;
@@ -306,7 +322,7 @@ export class TcpConnection {
     conn.sndNxt = conn.sndUna;
     conn.sndMax = conn.sndUna;
     // What the cookie SYN-ACK advertised (unscaled, RFC 7323 §2.2).
-    conn.rcvWndAdvertised = Math.min(conn.recv.window, MAX_UNSCALED_WINDOW);
+    conn.rcvWndAdvertised = Math.min(conn.receiveSpace(), MAX_UNSCALED_WINDOW);
     conn.rcvAdvRight = seqAdd(conn.rcvNxt, conn.rcvWndAdvertised);
     conn.lastAckSent = conn.rcvNxt;
     conn.sndWnd = ack.window * 2 ** conn.sndWindowScale;
@@ -314,7 +330,9 @@ export class TcpConnection {
     conn.sndWl1 = ack.seqNumber;
     conn.sndWl2 = ack.ackNumber;
     conn.establish(params.now);
+    conn.cookieAck = true;
     conn.process(ack, payload, params.now);
+    conn.cookieAck = false;
     return conn;
   }
 
@@ -400,7 +418,7 @@ export class TcpConnection {
     const out = this.recv.read(max, oneChunk);
     // RFC 9293 §3.8.6.2.2: tell the peer when the window opened by a useful amount.
     if (this.isSynchronized()) {
-      const gain = seqDiff(seqAdd(this.rcvNxt, this.recv.window), this.rcvAdvRight);
+      const gain = seqDiff(seqAdd(this.rcvNxt, this.receiveSpace()), this.rcvAdvRight);
       if (gain >= Math.min(2 * this.rcvMss(), this.recv.capacity / 2)) this.ackNow = true;
     }
     return out;
@@ -621,7 +639,6 @@ export class TcpConnection {
       this.counters.dropBadFlags++;
       return;
     }
-    if (this.optionHook !== undefined) this.optionHook.onReceive(h, payload.length);
     switch (this._state) {
       case 'CLOSED':
         this.counters.dropAfterClose++;
@@ -647,6 +664,7 @@ export class TcpConnection {
     if ((flags & TCP_RST) !== 0) {
       if (hasAck) {
         this.counters.rstAccepted++;
+        this.hooks?.onReceive(h, payload.length, 'rst');
         this.closeWith('ECONNREFUSED', TcpEvent.RESET);
       } else {
         this.counters.rstOutOfWindow++;
@@ -659,8 +677,9 @@ export class TcpConnection {
     }
     this.irs = h.seqNumber;
     this.rcvNxt = seqAdd(h.seqNumber, 1);
+    if (this.hooks !== undefined && !this.hookAccepts(h, payload.length, hasAck ? 'syn-ack' : 'syn')) return;
     // Our SYN offered this much (unscaled, RFC 7323 §2.2).
-    this.rcvAdvRight = seqAdd(this.rcvNxt, Math.min(this.recv.window, MAX_UNSCALED_WINDOW));
+    this.rcvAdvRight = seqAdd(this.rcvNxt, Math.min(this.receiveSpace(), MAX_UNSCALED_WINDOW));
     this.negotiate(opts);
     if (!hasAck) {
       // Simultaneous open (RFC 9293 §3.5 figure 7): answer with SYN-ACK.
@@ -697,6 +716,7 @@ export class TcpConnection {
     if (this._state === 'SYN-RECEIVED' && isSyn && !isRst) {
       // Simultaneous open: the peer's SYN-ACK acknowledges our SYN (Linux accepts it the same way).
       if (hasAck && seqAdd(seq, 1) === this.rcvNxt && h.ackNumber === this.sndMax) {
+        if (this.hooks !== undefined && !this.hookAccepts(h, payload.length, 'syn-ack')) return;
         this.sndUna = h.ackNumber;
         this.sndWnd = h.window;
         this.maxSndWnd = Math.max(this.maxSndWnd, h.window);
@@ -718,7 +738,7 @@ export class TcpConnection {
     // RFC 7323 §5.3 R1: PAWS.
     if (this.tsOk && opts.tsVal !== undefined && !isRst && seqLt(opts.tsVal, this.tsRecent)) {
       this.counters.dropPawsReject++;
-      this.ackNow = true;
+      this.answerUnacceptable(payload.length, now);
       return;
     }
 
@@ -736,7 +756,7 @@ export class TcpConnection {
       }
       this.counters.dropOutOfWindow++;
       if (this._state === 'TIME-WAIT' && (flags & TCP_FIN) !== 0) this.startTimeWait(now);
-      this.ackNow = true;
+      this.answerUnacceptable(payload.length, now);
       return;
     }
 
@@ -747,6 +767,7 @@ export class TcpConnection {
         return;
       }
       this.counters.rstAccepted++;
+      this.hooks?.onReceive(h, payload.length, 'rst');
       this.onResetAccepted();
       return;
     }
@@ -764,10 +785,38 @@ export class TcpConnection {
       return;
     }
 
+    const ack = h.ackNumber;
+    const completing = this._state === 'SYN-RECEIVED';
+    if (completing && !(seqLt(this.sndUna, ack) && seqLe(ack, this.sndMax))) {
+      this.counters.dropBadAck++;
+      this.rstQueue.push({ seq: ack, ack: undefined });
+      return;
+    }
+
+    // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
+    if (seqGt(ack, this.sndMax)) {
+      this.counters.dropAckUnsent++;
+      this.answerUnacceptable(0, now);
+      return;
+    }
+    if (seqLt(ack, seqAdd(this.sndUna, -Math.max(this.maxSndWnd, 1)))) {
+      this.counters.dropOldAck++;
+      this.answerUnacceptable(0, now);
+      return;
+    }
+
+    // The segment passed every check: the subflow sees it before it changes anything.
+    if (this.hooks !== undefined) {
+      const kind = completing || this.cookieAck ? 'third-ack' : 'segment';
+      if (!this.hookAccepts(h, payload.length, kind)) return;
+    }
+
     // Anything acceptable shows the peer alive.
     this.armKeepalive(now);
 
-    // RFC 7323 §4.3: remember the peer's TSval for echoing.
+    // RFC 7323 §4.3: remember the peer's TSval for echoing, only from a segment whose ACK was
+    // acceptable too (as Linux's tcp_ack() does): one segment with a bad ACK must not be able to
+    // set TS.Recent to a value that makes PAWS reject every legitimate segment after it.
     if (
       this.tsOk &&
       opts.tsVal !== undefined &&
@@ -777,34 +826,15 @@ export class TcpConnection {
       this.tsRecent = opts.tsVal;
     }
 
-    const ack = h.ackNumber;
-    if (this._state === 'SYN-RECEIVED') {
-      if (seqLt(this.sndUna, ack) && seqLe(ack, this.sndMax)) {
-        this.sndWnd = h.window << this.sndWindowScale;
-        this.sndWl1 = seq;
-        this.sndWl2 = ack;
-        this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
-        this.synRttSample(opts, now);
-        this.sndUna = ack;
-        this.establish(now);
-        if (this.finQueued) this._state = 'FIN-WAIT-1';
-      } else {
-        this.counters.dropBadAck++;
-        this.rstQueue.push({ seq: ack, ack: undefined });
-        return;
-      }
-    }
-
-    // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
-    if (seqGt(ack, this.sndMax)) {
-      this.counters.dropAckUnsent++;
-      this.ackNow = true;
-      return;
-    }
-    if (seqLt(ack, seqAdd(this.sndUna, -Math.max(this.maxSndWnd, 1)))) {
-      this.counters.dropOldAck++;
-      this.ackNow = true;
-      return;
+    if (completing) {
+      this.sndWnd = h.window << this.sndWindowScale;
+      this.sndWl1 = seq;
+      this.sndWl2 = ack;
+      this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
+      this.synRttSample(opts, now);
+      this.sndUna = ack;
+      this.establish(now);
+      if (this.finQueued) this._state = 'FIN-WAIT-1';
     }
 
     this.processAck(h, payload, opts, now);
@@ -846,6 +876,50 @@ export class TcpConnection {
         // CLOSING, LAST-ACK, TIME-WAIT: just close.
         this.closeWith(undefined, 0);
     }
+  }
+
+  /**
+   * An unacceptable segment (out of window, PAWS-rejected, ACK of unsent data or too old) is
+   * answered with an ACK. One without data is answered at most once per invalidAckIntervalMs
+   * (Linux's tcp_invalid_ratelimit), so blind or looping peers cannot make us reflect every one;
+   * one with data always is, as in Linux: a retransmitted duplicate needs its duplicate ACK.
+   */
+  private answerUnacceptable(payloadLength: number, now: number): void {
+    if (payloadLength === 0) {
+      if (now - this.lastInvalidAckAt < this.config.invalidAckIntervalMs) {
+        this.counters.invalidAckRateLimited++;
+        return;
+      }
+      this.lastInvalidAckAt = now;
+    }
+    this.ackNow = true;
+  }
+
+  /** Asks the subflow hook about a segment that passed TCP's checks; false: do not use it. */
+  private hookAccepts(h: TcpHeader, payloadLength: number, kind: ReceivedKind): boolean {
+    const verdict = this.hooks!.onReceive(h, payloadLength, kind);
+    if (verdict === 'accept') return true;
+    if (verdict === 'drop') {
+      this.counters.dropVetoed++;
+      return false;
+    }
+    this.counters.resetByHook++;
+    // In SYN-SENT nothing is synchronized yet: answer the SYN-ACK's ACK (RFC 9293 §3.10.7.3).
+    if (this._state === 'SYN-SENT') this.rstQueue.push({ seq: h.ackNumber, ack: undefined });
+    else if (kind === 'syn') this.rstQueue.push({ seq: 0, ack: seqAdd(h.seqNumber, 1) });
+    else this.rstQueue.push({ seq: this.sndNxt, ack: this.rcvNxt });
+    this.closeWith('ECONNRESET', TcpEvent.RESET);
+    return false;
+  }
+
+  /**
+   * The receive space the window advertises: our buffer's room, or less when the subflow hook
+   * says the connection has less (RFC 8684 §3.3.4). The one place the advertised window comes from.
+   */
+  private receiveSpace(): number {
+    const own = this.recv.window;
+    const shared = this.hooks?.receiveSpace?.();
+    return shared === undefined ? own : Math.min(own, shared);
   }
 
   /** RFC 5961 §7: challenge ACKs, rate-limited per connection. */
@@ -944,6 +1018,7 @@ export class TcpConnection {
       this.sendBuf.ack(dataAcked);
       this.bufSeq = seqAdd(this.bufSeq, dataAcked);
       this.bytesAcked += dataAcked;
+      if (this.hooks !== undefined) this.events |= TcpEvent.ACKED;
       if (this.writeBlocked && this.canWrite()) {
         this.writeBlocked = false;
         this.events |= TcpEvent.WRITABLE;
@@ -1257,6 +1332,8 @@ export class TcpConnection {
         window: 0,
         options: [],
       };
+      // MP_TCPRST and MP_FASTCLOSE ride on resets (RFC 8684 §3.5, §3.6).
+      this.hooks?.onSend(header, 0, OPTION_SPACE);
       this.counters.rstSent++;
       this.counters.segmentsOut++;
       emit({ header, payload: EMPTY, gsoSize: 0 });
@@ -1269,7 +1346,7 @@ export class TcpConnection {
       ? { windowScale: this.wsNegotiated, sackPermitted: this.sackOk, timestamps: this.tsOk }
       : undefined;
     const options = synOptions(this.config, this.tsNow(now), synAck && this.tsOk ? this.tsRecent : 0, peer);
-    const window = Math.min(this.recv.window, MAX_UNSCALED_WINDOW);
+    const window = Math.min(this.receiveSpace(), MAX_UNSCALED_WINDOW);
     const header: TcpFields = {
       srcPort: this.localPort,
       dstPort: this.remotePort,
@@ -1279,6 +1356,7 @@ export class TcpConnection {
       window,
       options,
     };
+    this.hooks?.onSend(header, 0, OPTION_SPACE - tcpOptionsLength(options));
     this.rcvAdvRight = seqAdd(this.rcvNxt, window);
     this.rcvWndAdvertised = window;
     if (synAck) this.lastAckSent = this.rcvNxt;
@@ -1378,6 +1456,7 @@ export class TcpConnection {
     const dataEnd = seqAdd(this.bufSeq, this.sendBuf.length);
     const upTo = seqMax(this.sndMax, this.sndNxt);
     let n = Math.min(length, Math.max(0, seqDiff(dataEnd, seq)), Math.max(0, seqDiff(upTo, seq)));
+    if (n > 0) n = Math.min(n, this.segmentLimit(seqDiff(seq, this.bufSeq)));
     let flags = TCP_ACK;
     if (this.finQueued && seqAdd(seq, n) === this.finSeq() && seqGt(upTo, this.finSeq())) flags |= TCP_FIN;
     if (n <= 0 && (flags & TCP_FIN) === 0) return undefined;
@@ -1416,7 +1495,10 @@ export class TcpConnection {
       const usable = Math.min(unsent, wndRoom);
       const cwndRoom = this.cwndRoom();
       let n = Math.max(0, Math.min(usable, cwndRoom, maxPayload));
-      if (n < unsent) {
+      // A subflow's segment ends where its DSS mapping ends, whole segments or not.
+      const atMappingEnd = n >= this.segmentLimit(offset);
+      if (atMappingEnd) n = this.segmentLimit(offset);
+      else if (n < unsent) {
         // Not the tail: whole segments only ...
         if (n >= mss) n -= n % mss;
         // ... unless the peer's window is what allows less than one (swsAllows said yes), not
@@ -1451,7 +1533,8 @@ export class TcpConnection {
         }
       }
       this.emitSegment(now, emit, this.sndNxt, flags, payload, n > mss);
-      if (n > 0 && n < mss) this.smallSentEnd = end;
+      // A segment cut short by its mapping's end is not a small segment for Nagle's sake.
+      if (n > 0 && n < mss && !atMappingEnd) this.smallSentEnd = end;
       this.sndNxt = (flags & TCP_FIN) !== 0 ? seqAdd(end, 1) : end;
       if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
       if (this.sackOk) this.sb.onSend(this.sndMax);
@@ -1501,6 +1584,7 @@ export class TcpConnection {
     payload: Uint8Array | undefined,
     gso: boolean,
   ): void {
+    // Options in priority order: timestamps, the subflow's (MPTCP), SACK blocks in what is left.
     const options: TcpOption[] = [];
     if (this.tsOk) {
       options.push(
@@ -1509,14 +1593,7 @@ export class TcpConnection {
         { type: 'timestamps', tsVal: this.tsNow(now), tsEcr: this.tsRecent },
       );
     }
-    if (this.sackOk && this.recv.hasOutOfOrder) {
-      const max = this.tsOk ? TCP_MAX_SACK_BLOCKS - 1 : TCP_MAX_SACK_BLOCKS;
-      const blocks = this.recv.sackBlocks(max);
-      if (blocks.length > 0) {
-        options.push({ type: 'nop' }, { type: 'nop' }, { type: 'sack', blocks });
-        this.counters.sackBlocksSent += blocks.length;
-      }
-    }
+    const body = payload ?? EMPTY;
     const header: TcpFields = {
       srcPort: this.localPort,
       dstPort: this.remotePort,
@@ -1526,12 +1603,21 @@ export class TcpConnection {
       window: this.advertiseWindow(),
       options,
     };
-    const body = payload ?? EMPTY;
-    if (this.optionHook !== undefined) {
-      let used = 0;
-      for (const o of options)
-        used += o.type === 'sack' ? 2 + 8 * o.blocks.length : o.type === 'timestamps' ? 10 : 1;
-      this.optionHook.onSend(header, body.length, 40 - used);
+    if (this.sackOk && this.recv.hasOutOfOrder) {
+      let left = OPTION_SPACE - (this.tsOk ? TS_OPTION_SPACE : 0);
+      if (this.hooks !== undefined) {
+        this.hooks.onSend(header, body.length, left);
+        // A data segment was sized (effectiveMss) for the hook's whole dataOptionSpace.
+        const hookUsed = tcpOptionsLength(options) - (this.tsOk ? TS_OPTION_SPACE : 0);
+        left -= body.length > 0 ? Math.max(hookUsed, this.hooks.dataOptionSpace) : hookUsed;
+      }
+      const blocks = this.recv.sackBlocks(sackBlocksFitting(left));
+      if (blocks.length > 0) {
+        options.push({ type: 'nop' }, { type: 'nop' }, { type: 'sack', blocks });
+        this.counters.sackBlocksSent += blocks.length;
+      }
+    } else if (this.hooks !== undefined) {
+      this.hooks.onSend(header, body.length, OPTION_SPACE - (this.tsOk ? TS_OPTION_SPACE : 0));
     }
     this.lastAckSent = this.rcvNxt;
     this.ackNow = false;
@@ -1546,7 +1632,7 @@ export class TcpConnection {
    * the right edge moves on only by at least min(buffer/2, MSS); it never moves left.
    */
   private advertiseWindow(): number {
-    const avail = this.recv.window;
+    const avail = this.receiveSpace();
     const current = Math.max(0, seqDiff(this.rcvAdvRight, this.rcvNxt));
     let wnd = avail;
     if (avail > current && avail - current < Math.min(this.recv.capacity / 2, this.rcvMss())) wnd = current;
@@ -1572,7 +1658,7 @@ export class TcpConnection {
     this.sackOk = this.config.sack && opts.sackPermitted;
     this.tsOk = this.config.timestamps && opts.tsVal !== undefined;
     if (this.tsOk) this.tsRecent = opts.tsVal ?? 0;
-    const reserved = this.optionHook?.reservedOptionSpace ?? 0;
+    const reserved = this.hooks?.dataOptionSpace ?? 0;
     this.sendMss = Math.max(
       1,
       Math.min(this.peerMss, this.config.mssClamp) - (this.tsOk ? TS_OPTION_SPACE : 0) - reserved,
@@ -1602,6 +1688,7 @@ export class TcpConnection {
   }
 
   private newCongestionControl(): CongestionControl {
+    if (this.ccFactory !== undefined) return this.ccFactory(this.sendMss);
     return createCongestionControl(this.config.congestion, this.sendMss, {
       initialCwndSegments: this.config.initialCwndSegments,
     });
@@ -1659,6 +1746,12 @@ export class TcpConnection {
     );
   }
 
+  /** Most bytes one segment starting at send-queue `offset` may carry (a DSS mapping's end). */
+  private segmentLimit(offset: number): number {
+    const q = this.sendBuf;
+    return q.segmentLimit === undefined ? Number.POSITIVE_INFINITY : q.segmentLimit(offset);
+  }
+
   /** Sequence number of our FIN (meaningful once shutdown() was called). */
   private finSeq(): number {
     return seqAdd(this.bufSeq, this.sendBuf.length);
@@ -1679,8 +1772,11 @@ export class TcpConnection {
   /** Payload per packet: the send MSS less the SACK blocks this segment will carry. */
   private effectiveMss(): number {
     if (!(this.sackOk && this.recv.hasOutOfOrder)) return this.sendMss;
-    const blocks = Math.min(this.recv.sackBlocks(4).length, this.tsOk ? 3 : 4);
-    return Math.max(1, this.sendMss - (4 + 8 * blocks));
+    const left = OPTION_SPACE - (this.tsOk ? TS_OPTION_SPACE : 0) - (this.hooks?.dataOptionSpace ?? 0);
+    const blocks = Math.min(this.recv.sackBlocks(TCP_MAX_SACK_BLOCKS).length, sackBlocksFitting(left));
+    return blocks === 0
+      ? this.sendMss
+      : Math.max(1, this.sendMss - (SACK_BASE_SPACE + SACK_BLOCK_SPACE * blocks));
   }
 
   /**
@@ -1740,7 +1836,7 @@ export class TcpConnection {
     const usable = Math.min(unsent, wndRoom);
     const n = Math.min(usable, this.cwndRoom());
     if (n <= 0) return false;
-    if (n >= mss) return true;
+    if (n >= mss || n >= this.segmentLimit(seqDiff(this.sndNxt, this.bufSeq))) return true;
     if (n < unsent) return n === usable;
     return !this.config.nagle || !this.smallUnacked() || this.finQueued;
   }
@@ -1754,3 +1850,8 @@ export class TcpConnection {
 
 const EMPTY = new Uint8Array(0);
 const NO_BLOCKS: readonly SackBlock[] = [];
+
+/** SACK blocks that fit in `space` option bytes (RFC 2018 §3: at most four). */
+function sackBlocksFitting(space: number): number {
+  return Math.max(0, Math.min(TCP_MAX_SACK_BLOCKS, Math.floor((space - SACK_BASE_SPACE) / SACK_BLOCK_SPACE)));
+}

@@ -20,12 +20,17 @@ export const TCP_COUNTER_NAMES = [
   'dropBadFlags',
   'dropAfterClose',
   'dropRecvBufferFull',
+  // Dropped by the subflow hook (MPTCP), or the connection reset on its word.
+  'dropVetoed',
+  'resetByHook',
   // RST handling (RFC 9293 §3.10.7, RFC 5961 §3).
   'rstAccepted',
   'rstOutOfWindow',
   'rstSent',
   'challengeAckSent',
   'challengeAckRateLimited',
+  // Unacceptable segments without data left unanswered (the invalid-ACK rate limit).
+  'invalidAckRateLimited',
   // Loss detection and recovery.
   'rtoExpired',
   'synRetransmits',

@@ -4,6 +4,7 @@
  * a cycle.
  */
 import type { TcpFields, TcpHeader } from '../wire/tcp.js';
+import type { CongestionControl } from './congestion.js';
 
 /** RFC 9293 §3.3.2 states (LISTEN lives in the iface: a listener is not a connection). */
 export type TcpState =
@@ -34,6 +35,8 @@ export const TcpEvent = {
   RESET: 0x20,
   /** The connection gave up retransmitting (error ETIMEDOUT). */
   TIMEOUT: 0x40,
+  /** New data was acknowledged: room in the congestion window (an MPTCP scheduler pushes more). */
+  ACKED: 0x80,
 } as const;
 
 /** Why a connection closed abnormally, in the codes Node users know. */
@@ -97,6 +100,12 @@ export interface TcpConfig {
   /** RFC 5961 §7: at most this many challenge ACKs per second per connection. */
   challengeAckLimit: number;
   /**
+   * Unacceptable segments without data (out of window, PAWS-rejected, ACKs of unsent data or
+   * too old) are answered at most once per this interval (ms), so the stack cannot be used as a
+   * reflector or pulled into an ACK loop (Linux's tcp_invalid_ratelimit, 500 ms).
+   */
+  invalidAckIntervalMs: number;
+  /**
    * Largest payload one OutgoingSegment may carry; above the MSS the iface cuts it into
    * MSS-sized packets (gsoSize). 0 means one MSS.
    */
@@ -127,6 +136,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   persistMaxMs: 60_000,
   keepalive: undefined,
   challengeAckLimit: 10,
+  invalidAckIntervalMs: 500,
   maxPayload: 0,
 });
 
@@ -141,6 +151,15 @@ export interface TcpOpenParams {
   /** Added to `now` for TSval (RFC 7323 §7.1: a per-connection random offset). */
   tsOffset?: number;
   config?: Partial<TcpConfig>;
+  /** The subflow seam (MPTCP); none for a plain TCP connection. */
+  hooks?: SubflowHooks;
+  /** Where outgoing bytes live; the engine's own ring buffer of `sendBufferSize` by default. */
+  sendQueue?: SendQueue;
+  /**
+   * Builds the congestion controller once the send MSS is known (coupled controllers share state
+   * across subflows); `config.congestion` names the built-in one otherwise.
+   */
+  congestion?: (mss: number) => CongestionControl;
 }
 
 /**
@@ -167,13 +186,68 @@ export interface OutgoingSegment {
 }
 
 /**
- * Room for MPTCP (next issue): a subflow adds options to outgoing segments and reads those of
- * incoming ones. The engine keeps `reservedOptionSpace` bytes free on data segments.
+ * Which step of a connection's life a received segment belongs to, as the subflow hooks see it.
+ * `third-ack` is the ACK that completes a passive open (also the one returning a SYN cookie);
+ * `segment` is any later segment (data, pure ACK, FIN); `rst` a reset the engine accepted.
  */
-export interface TcpOptionHook {
-  reservedOptionSpace: number;
+export type ReceivedKind = 'syn' | 'syn-ack' | 'third-ack' | 'segment' | 'rst';
+
+/**
+ * What a hook decides about a received segment: use it, drop it as if it never arrived (counted
+ * as `dropVetoed`), or reset the connection (the RST passes through `onSend` like any segment, so
+ * the hook can add MP_TCPRST).
+ */
+export type HookVerdict = 'accept' | 'drop' | 'reset';
+
+/**
+ * The seam between the TCP engine and what runs over it as a subflow (MPTCP, RFC 8684; Linux's
+ * tcp <-> mptcp calls: mptcp_established_options, mptcp_incoming_options, the shared window).
+ * Given at construction (all three opens), so a passive open's SYN and its third ACK reach it.
+ *
+ * - Every outgoing segment (SYN, SYN-ACK, ACK, data, FIN, RST, probes) passes through `onSend`
+ *   after the timestamps were placed and before SACK blocks, which get what is left.
+ * - Every received segment reaches `onReceive` only after TCP's own checks (PAWS, the window,
+ *   RFC 5961's RST/SYN/ACK rules) passed, and before it changes any state, so a veto is clean.
+ */
+export interface SubflowHooks {
+  /**
+   * Option bytes the hook may put on a segment carrying data (at most; 4-byte aligned). The
+   * engine's send MSS leaves this room on every data segment.
+   */
+  readonly dataOptionSpace: number;
+  /**
+   * Appends the hook's options to `header.options` (which holds the engine's so far) using at
+   * most `spaceLeft` bytes. `payloadLength` bytes at `header.seqNumber` ride on the segment.
+   */
   onSend(header: TcpFields, payloadLength: number, spaceLeft: number): void;
-  onReceive(header: TcpHeader, payloadLength: number): void;
+  onReceive(header: TcpHeader, payloadLength: number, kind: ReceivedKind): HookVerdict;
+  /**
+   * The receive space to advertise (RFC 8684 §3.3.4: a subflow announces the connection-level
+   * window); the engine advertises the smaller of this and its own buffer's room.
+   */
+  receiveSpace?(): number;
+}
+
+/**
+ * Where a connection's outgoing bytes live. The engine's own ring buffer by default; a subflow's
+ * is filled by MPTCP (DSS mappings into the connection's buffer, never copied).
+ * Offsets count from the first byte held (the oldest unacknowledged one).
+ */
+export interface SendQueue {
+  /** Bytes held: unacknowledged, in flight or not yet sent. */
+  readonly length: number;
+  /** Bytes `write` would take. */
+  readonly free: number;
+  write(data: Uint8Array): number;
+  /** The first `n` bytes were acknowledged. */
+  ack(n: number): void;
+  /** Bytes [offset, offset + n): a borrowed view, valid until the next call. */
+  view(offset: number, n: number): Uint8Array;
+  /**
+   * Most bytes one segment starting at `offset` may carry: a segment never spans two DSS
+   * mappings (RFC 8684 §3.3.1). Absent: no limit.
+   */
+  segmentLimit?(offset: number): number;
 }
 
 export interface TcpInfo {
