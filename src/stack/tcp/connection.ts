@@ -363,6 +363,68 @@ export class TcpConnection {
     return this.canWrite() ? this.sendBuf.free : 0;
   }
 
+  // What an MPTCP connection reads of its subflows (cheap: no TcpInfo object per call).
+
+  /** Our initial sequence number, and the peer's (0 until known): DSS SSNs are relative to them. */
+  get initialSendSeq(): number {
+    return this.iss;
+  }
+
+  get initialRecvSeq(): number {
+    return this.irs;
+  }
+
+  /** Smoothed RTT (ms), undefined before the first sample. */
+  get srtt(): number | undefined {
+    return this.rtt.srtt;
+  }
+
+  /** Payload bytes per packet now, and the most one (super-)segment carries: a multiple of it. */
+  get mss(): number {
+    return this.effectiveMss();
+  }
+
+  get maxSegmentPayload(): number {
+    const mss = this.sendMss;
+    const max = this.config.maxPayload > mss ? this.config.maxPayload : mss;
+    return max - (max % mss);
+  }
+
+  /**
+   * Bytes the windows would let this connection send now beyond what it holds unsent: how much
+   * a scheduler may give it (0 before ESTABLISHED and once closing).
+   */
+  get sendRoom(): number {
+    if (this._state !== 'ESTABLISHED' && this._state !== 'CLOSE-WAIT') return 0;
+    const wndRoom = seqDiff(seqAdd(this.sndUna, this.sndWnd), this.sndNxt);
+    return Math.max(0, Math.min(this.cwndRoom(), wndRoom) - this.unsentBytes());
+  }
+
+  /** Bytes sent and not yet acknowledged (in flight, by SND.NXT). */
+  get inFlight(): number {
+    return this.flightSize();
+  }
+
+  /** The peer's window, bytes (scaled). */
+  get peerWindow(): number {
+    return this.sndWnd;
+  }
+
+  /** An ACK goes out on the next dispatch (to carry new options: DATA_ACK, ADD_ADDR, ...). */
+  requestAck(): void {
+    if (this.isSynchronized()) this.ackNow = true;
+  }
+
+  /**
+   * The receive space (SubflowHooks.receiveSpace) grew: send a window update when it opened by
+   * a useful amount (RFC 9293 §3.8.6.2.2), as `read` does for our own buffer.
+   */
+  receiveSpaceGrew(): void {
+    if (!this.isSynchronized()) return;
+    const gain = seqDiff(seqAdd(this.rcvNxt, this.receiveSpace()), this.rcvAdvRight);
+    if (gain >= Math.min(2 * this.rcvMss(), this.recv.capacity / 2)) this.ackNow = true;
+  }
+
   takeEvents(): number {
     const e = this.events;
     this.events = 0;
