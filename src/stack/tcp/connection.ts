@@ -386,7 +386,7 @@ export class TcpConnection {
 
   get maxSegmentPayload(): number {
     const mss = this.sendMss;
-    const max = this.config.maxPayload > mss ? this.config.maxPayload : mss;
+    const max = Math.max(this.config.maxPayload, mss);
     return max - (max % mss);
   }
 
