@@ -178,7 +178,7 @@ export async function runClient(o: ClientOptions): Promise<JsonReport> {
           break;
         case DISPLAY_RESULTS: {
           ctrl.writeState(IPERF_DONE);
-          const { lines, end } = session.summary(peer, o.stack.description);
+          const { lines, end } = session.summary(peer, o.stack.description, o.stack.counters?.());
           for (const line of lines) text?.(line);
           text?.('');
           text?.('iperf Done.');

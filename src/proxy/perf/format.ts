@@ -66,3 +66,37 @@ export function intervalHeader(): string {
 export function summaryHeader(): string {
   return '[ ID] Interval           Transfer     Bitrate         Retr';
 }
+
+/** Lines no longer than this in the counter block (continuations are indented under the first). */
+const COUNTER_LINE_WIDTH = 100;
+
+/**
+ * A compact block of named counters, one group a line (wrapped), e.g.
+ * `  tcp: segmentsIn 41234, segmentsOut 20617, delayedAcks 3`; groups with nothing are left out.
+ */
+export function formatCounterBlock(
+  title: string,
+  groups: readonly (readonly [label: string, counters: Readonly<Record<string, number>>])[],
+): string[] {
+  const lines = [title];
+  const shown = groups.filter(([, counters]) => Object.keys(counters).length > 0);
+  const labelWidth = Math.max(0, ...shown.map(([label]) => label.length)) + 1;
+  for (const [label, counters] of shown) {
+    const items = Object.entries(counters).map(([name, n]) => `${name} ${n}`);
+    const indent = ' '.repeat(2 + labelWidth + 1);
+    let line = `  ${`${label}:`.padEnd(labelWidth)} `;
+    let first = true;
+    for (const [i, item] of items.entries()) {
+      const piece = i < items.length - 1 ? `${item},` : item;
+      if (!first && line.length + 1 + piece.length > COUNTER_LINE_WIDTH) {
+        lines.push(line);
+        line = indent + piece;
+      } else {
+        line += first ? piece : ` ${piece}`;
+      }
+      first = false;
+    }
+    lines.push(line);
+  }
+  return lines;
+}

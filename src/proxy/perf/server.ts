@@ -289,7 +289,7 @@ class ServerTest {
           session.finishStreams();
           ctrl.writeState(EXCHANGE_RESULTS);
           peer = parseResults(await Promise.race([ctrl.readJson(), failure]));
-          summary = session.summary(peer, o.stack.description);
+          summary = session.summary(peer, o.stack.description, o.stack.counters?.());
           const results: Record<string, unknown> = {
             ...session.results(session.streams.find((s) => s.info?.congestion)?.info?.congestion),
           };
@@ -318,7 +318,7 @@ class ServerTest {
       await Promise.race([ctrl.readState(), failure]).catch((err: Error) =>
         o.log.debug({ err: err.message }, 'perf server: control closed before IPERF_DONE'),
       );
-      const { lines, end } = summary ?? session.summary(peer, o.stack.description);
+      const { lines, end } = summary ?? session.summary(peer, o.stack.description, o.stack.counters?.());
       for (const line of lines) this.text?.(line);
       return { start: this.start, intervals: session.intervals, end };
     } finally {

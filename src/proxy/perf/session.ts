@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../log.js';
 import {
+  formatCounterBlock,
   formatLine,
   intervalHeader,
   type LineFields,
@@ -14,7 +15,7 @@ import {
   summaryHeader,
 } from './format.js';
 import type { StreamResult, TestResults } from './protocol.js';
-import type { PerfConnection, TcpInfo } from './stack.js';
+import type { PerfConnection, StackCounterReport, TcpInfo } from './stack.js';
 
 /** Writes before yielding to the event loop, so timers (test end, intervals) stay on time. */
 const WRITES_PER_TURN = 64;
@@ -190,9 +191,14 @@ export class PerfSession {
 
   /**
    * The final report from our results and the peer's: text lines (iperf3's sender/receiver
-   * lines) and the JSON `end` object.
+   * lines) and the JSON `end` object. A stack that keeps counters (`--stack user`) adds them:
+   * a block of text lines and `end.mptun.stack_counters`, non-zero ones only.
    */
-  summary(peer: TestResults | undefined, stackLine: string): { lines: string[]; end: JsonObject } {
+  summary(
+    peer: TestResults | undefined,
+    stackLine: string,
+    stackCounters?: StackCounterReport,
+  ): { lines: string[]; end: JsonObject } {
     const lines: string[] = [SEPARATOR, summaryHeader()];
     const jsonStreams: JsonObject[] = [];
     const sum = { sent: 0, received: 0, retr: 0, haveRetr: true, sendSec: 0, recvSec: 0 };
@@ -277,6 +283,15 @@ export class PerfSession {
       const retr = t.retransmits === undefined ? 'unknown' : String(t.retransmits);
       lines.push(`${streamLabelShort(t.id)} TCP options: ${opts}; retransmissions ${retr}; ${rtt}`);
     }
+    if (stackCounters !== undefined) {
+      lines.push(
+        ...formatCounterBlock('stack counters (non-zero only, totals since the stack started):', [
+          ['iface', stackCounters.counters],
+          ['tcp', stackCounters.tcp],
+          ['parse errors', stackCounters.parseErrors],
+        ]),
+      );
+    }
     const localCong = this.streams.find((s) => s.info?.congestion)?.info?.congestion;
     const end: JsonObject = {
       streams: jsonStreams,
@@ -299,7 +314,11 @@ export class PerfSession {
             ...(peer?.congestion_used ? { sender_tcp_congestion: peer.congestion_used } : {}),
             ...(localCong ? { receiver_tcp_congestion: localCong } : {}),
           }),
-      mptun: { stack: stackLine, tcp },
+      mptun: {
+        stack: stackLine,
+        tcp,
+        ...(stackCounters === undefined ? {} : { stack_counters: { ...COUNTERS_NOTE, ...stackCounters } }),
+      },
     };
     return { lines, end };
   }
@@ -398,6 +417,9 @@ export class PerfSession {
     write();
   }
 }
+
+/** Says in the JSON itself what the counters are (absent names are zero). */
+const COUNTERS_NOTE = { note: 'non-zero counters only (absent means 0); totals since the stack started' };
 
 function round6(x: number): number {
   return Math.round(x * 1e6) / 1e6;

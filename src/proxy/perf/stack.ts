@@ -44,10 +44,25 @@ export interface ConnectOptions {
   localAddress?: string;
 }
 
+/**
+ * A stack's own counters (the userspace stack's `stats()`), non-zero ones only: totals since the
+ * stack started, so on a server that ran several tests they cover all of them.
+ */
+export interface StackCounterReport {
+  /** The iface's counters (frames, drops before demux, martians, SYN backlog and cookies, ...). */
+  counters: Record<string, number>;
+  /** Parse failures by codec reason (ipv4.truncated, tcp.bad-option-length, ...). */
+  parseErrors: Record<string, number>;
+  /** The TCP engine's counters summed over every connection, past and present. */
+  tcp: Record<string, number>;
+}
+
 export interface PerfStack {
   readonly name: 'kernel' | 'user';
   /** One line for the report, e.g. "kernel (Node.js sockets)". */
   readonly description: string;
+  /** Stack-wide counters, for stacks that keep them (`--stack user`; the kernel's are in nstat). */
+  counters?(): StackCounterReport;
   connect(host: string, port: number, opts: ConnectOptions): Promise<PerfConnection>;
   listen(
     port: number,

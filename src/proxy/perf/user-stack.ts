@@ -9,8 +9,9 @@ import { PerfError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { RealScheduler } from '../../stack/device/clock.js';
 import { openTun, type TunDevice } from '../../stack/device/tun-device.js';
-import { TcpStack } from '../../stack/iface/stack.js';
+import { stackCounterSet, TcpStack } from '../../stack/iface/stack.js';
 import type { TcpSocket } from '../../stack/iface/tcp-socket.js';
+import { tcpCounterSet } from '../../stack/tcp/counters.js';
 import { ip } from '../host-net.js';
 import {
   type ConnectOptions,
@@ -18,6 +19,7 @@ import {
   type PerfConnection,
   type PerfListener,
   type PerfStack,
+  type StackCounterReport,
   type TcpInfo,
 } from './stack.js';
 
@@ -117,6 +119,17 @@ class UserStack implements PerfStack {
     private readonly log: Logger,
   ) {
     this.description = `user (mptun TCP on TUN ${tun.name}${o.offload ? ' with offload' : ''}, ${parsed.map((p) => p.address).join(', ')})`;
+  }
+
+  counters(): StackCounterReport {
+    const s = this.stack.stats();
+    const parseErrors: Record<string, number> = {};
+    for (const [reason, n] of Object.entries(s.parseErrors)) if (n !== 0) parseErrors[reason] = n;
+    return {
+      counters: stackCounterSet.nonZero(s.counters) as Record<string, number>,
+      parseErrors,
+      tcp: tcpCounterSet.nonZero(s.tcp) as Record<string, number>,
+    };
   }
 
   async connect(host: string, port: number, opts: ConnectOptions): Promise<PerfConnection> {
