@@ -13,7 +13,7 @@ import {
   type TcpConfig,
   TcpConnection,
 } from '../src/stack/tcp/connection.js';
-import { SendBuffer } from '../src/stack/tcp/sender.js';
+import { SendBuffer } from '../src/stack/tcp/send-buffer.js';
 import type { MptcpOption } from '../src/stack/wire/mptcp-options.js';
 import { type TcpFields, type TcpOption, tcpOptionsLength } from '../src/stack/wire/tcp.js';
 import { header, LOCAL_ISN, pattern, REMOTE_ISN, sack, TcpFixture, ts } from './support/tcp-fixture.js';

@@ -39,7 +39,7 @@ import {
 import { ReceiveBuffer } from './receiver.js';
 import { RttEstimator } from './rtt.js';
 import { SackScoreboard } from './sack-scoreboard.js';
-import { SendBuffer } from './sender.js';
+import { SendBuffer } from './send-buffer.js';
 import {
   DEFAULT_TCP_CONFIG,
   type OutgoingSegment,
