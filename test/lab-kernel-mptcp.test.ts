@@ -208,20 +208,46 @@ labTest('load balancer: joins to the VIP go astray, joins to the announced uniqu
   // Plain five-tuple hashing spread the connections themselves over both servers.
   for (const s of servers) assert.ok(s.connections().length > 0, 'each server got connections');
 
+  for (const s of servers) await s.stop();
+
   // 2. The servers forbid joins to the VIP (C flag) and announce their unique address: every
-  // join goes to the server that holds the connection.
+  // join goes to the server that holds the connection. (The kernel's client joins an announced
+  // address from the source address routing picks for it, path 1 here, unless its endpoint is
+  // `fullmesh`: path 2's endpoint stays unused. Our client must join from each path.)
   for (const s of t.servers) {
     setMptcpSysctls(lab, s.ns, { allow_join_initial_addr_port: false });
     addMptcpEndpoint(lab, s.ns, { addr: s.unique.v4, flags: ['signal'] });
   }
+  const port2 = port + 1;
+  const servers2 = await Promise.all(
+    t.servers.map((s) => startServer(lab, s.ns, { host: '0.0.0.0', port: port2, conns: 0 })),
+  );
   base = snapshot();
-  const announced = startClient(lab, t.cli, { host: t.vip.v4, port, bytes: 1000, count: n, subflows: 1 });
+  const announced = startClient(lab, t.cli, {
+    host: t.vip.v4,
+    port: port2,
+    bytes: 1000,
+    count: n,
+    subflows: 1,
+  });
   await announced.done();
   const conns = announced.connections();
   assert.equal(conns.length, n);
+  // Which server holds each connection: the one that accepted the client's port.
+  const accepted = await eventually(
+    'every connection reported by a server',
+    () => servers2.map((s) => s.connections()),
+    (lists) => lists.reduce((sum, l) => sum + l.length, 0) >= n,
+  );
   for (const c of conns) {
+    const holder = accepted.findIndex((l) => l.some((a) => a.addr?.port === c.addr?.port));
+    assert.ok(holder >= 0, `a server accepted ${JSON.stringify(c.addr)}`);
     assert.equal(c.subflows[0]?.kind, 'established', JSON.stringify(c));
-    assert.notEqual(c.subflows[0]?.dst.addr, t.vip.v4, 'no join to the VIP');
+    assert.equal(
+      c.subflows[0]?.dst.addr,
+      t.servers[holder]!.unique.v4,
+      'the join went to the unique address',
+    );
   }
   deltas = await eventually(
     'every join acknowledged',
@@ -230,33 +256,53 @@ labTest('load balancer: joins to the VIP go astray, joins to the announced uniqu
   );
   assert.equal(sumCounter(deltas, 'MPJoinNoTokenFound'), 0, report());
   assert.equal(sumCounter(deltas, 'MPJoinAckRx'), n, report());
+  assert.ok(sumCounter(deltas, 'AddAddrTx') >= n, report());
 });
 
-labTest('mptcpize run makes a plain TCP program use MPTCP', async () => {
+labTest('mptcpize run makes a plain TCP program use MPTCP (IPv4 and IPv6)', async () => {
   const t = twoPathTopology(lab, { tag: 'c' });
   const port = 5301;
   const size = 100_000;
-  const server = await startServer(lab, t.srv, { host: '0.0.0.0', port, conns: 2 });
-  const target = { host: t.paths[0].far.v4, port, bytes: size, tcp: true };
+  // A dual-stack listener: IPv4 clients appear as ::ffff:a.b.c.d.
+  const server = await startServer(lab, t.srv, { host: '::', port, conns: 3, send: 5000, seed: 9 });
+  const back = { bytes: 5000, sha256: labSha256(9, 5000) };
 
   // Without mptcpize the program opens plain TCP: no MP_CAPABLE SYN leaves.
   let before = mptcpCounters(lab, t.cli);
-  const plain = startClient(lab, t.cli, { ...target, seed: 2 });
+  const plain = startClient(lab, t.cli, { host: t.paths[0].far.v4, port, bytes: size, seed: 2, tcp: true });
   await plain.done();
   assert.equal(plain.connections()[0]?.proto, 'tcp');
+  assert.deepEqual(plain.connections()[0]?.received, back);
   assert.equal(counterDelta(before, mptcpCounters(lab, t.cli))['MPCapableSYNTX'] ?? 0, 0);
 
-  before = mptcpCounters(lab, t.cli);
-  const wrapped = startClient(lab, t.cli, { ...target, seed: 3, wrap: ['mptcpize', 'run'] });
-  await wrapped.done();
+  for (const [host, seed] of [
+    [t.paths[0].far.v4, 3],
+    [t.paths[1].far.v6, 4],
+  ] as const) {
+    before = mptcpCounters(lab, t.cli);
+    const wrapped = startClient(lab, t.cli, {
+      host,
+      port,
+      bytes: size,
+      seed,
+      tcp: true,
+      wrap: ['mptcpize', 'run'],
+    });
+    await wrapped.done();
+    const d = counterDelta(before, mptcpCounters(lab, t.cli));
+    assert.equal(wrapped.connections()[0]?.proto, 'mptcp', host);
+    assert.deepEqual(wrapped.connections()[0]?.received, back);
+    assert.ok((d['MPCapableSYNTX'] ?? 0) >= 1, JSON.stringify(nonZero(d)));
+    assert.ok((d['MPCapableSYNACKRX'] ?? 0) >= 1, JSON.stringify(nonZero(d)));
+  }
   await server.done();
-  const d = counterDelta(before, mptcpCounters(lab, t.cli));
-  assert.equal(wrapped.connections()[0]?.proto, 'mptcp');
-  assert.ok((d['MPCapableSYNTX'] ?? 0) >= 1, JSON.stringify(nonZero(d)));
-  assert.ok((d['MPCapableSYNACKRX'] ?? 0) >= 1, JSON.stringify(nonZero(d)));
-  const [first, second] = server.connections();
+  const [first, second, third] = server.connections();
   // An MPTCP listener hands a client that did not offer MPTCP a plain TCP socket.
   assert.equal(first?.proto, 'tcp');
+  assert.equal(first?.addr?.addr, `::ffff:${t.paths[0].cli.v4}`);
   assert.equal(second?.proto, 'mptcp');
   assert.equal(second?.received?.sha256, labSha256(3, size));
+  assert.equal(third?.proto, 'mptcp');
+  assert.equal(third?.addr?.addr, t.paths[1].cli.v6);
+  assert.equal(third?.received?.sha256, labSha256(4, size));
 });

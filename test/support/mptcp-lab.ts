@@ -800,6 +800,8 @@ export interface Peer {
   release(): void;
   /** Waits for a clean exit (status 0); throws with the peer's output otherwise. */
   done(timeoutMs?: number): Promise<void>;
+  /** Ends the peer (SIGTERM to its PID) and waits until it exited: a server with conns 0. */
+  stop(): Promise<void>;
 }
 
 function escapeRe(s: string): string {
@@ -884,6 +886,10 @@ function peer(lab: NetnsLab, ns: string, cmd: string[]): Peer {
       if (code !== 0) {
         throw new Error(`${cmd.join(' ')} ended with ${code ?? signal}:\n${run.stdout()}\n${run.stderr()}`);
       }
+    },
+    async stop() {
+      if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGTERM');
+      await run.done(10_000);
     },
   };
 }
