@@ -124,6 +124,8 @@ labTest('two paths: 20 MB over MPTCP uses the join to the announced address', as
   assert.equal(joined.local.addr, p2.far.v4);
   assert.equal(joined.peer.addr, p2.cli.v4);
   assert.equal(joined.mptcp?.localId, 1, 'the join uses the announced endpoint (id 1)');
+  // sendall() returned, so all but a send buffer's worth is out: both subflows carried some.
+  for (const sf of subflows) assert.ok(sf.bytesReceived > 0, JSON.stringify(sf));
   client.release();
   await client.done();
   await server.done();

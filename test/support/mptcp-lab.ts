@@ -94,11 +94,12 @@ const V4_PREFIX = 24;
 const V6_PREFIX = 64;
 
 /**
- * A namespace of the lab. IPv6 duplicate-address detection is off, so link-local addresses are
+ * Adds a namespace `<tag>-<name>` (or `<name>`) to the lab, for the topologies here and for
+ * hosts a later test adds to one of them (e.g. `app`). IPv6 duplicate-address detection is off, so link-local addresses are
  * usable at once too (a router forwarding IPv6 solicits its next hop from its link-local
  * address, and waits out a tentative one), and no router solicitations clutter captures.
  */
-function nsName(lab: NetnsLab, tag: string, name: string): string {
+export function labNamespace(lab: NetnsLab, tag: string, name: string): string {
   const ns = lab.add(tag === '' ? name : `${tag}-${name}`);
   sysctl(
     lab,
@@ -119,11 +120,7 @@ function sysctl(lab: NetnsLab, ns: string, ...settings: string[]): void {
  * A veth pair between `a` and `b` with an IPv4 /24 and an IPv6 /64 on each end. IPv6 addresses
  * are `nodad`, so they are usable at once (no tentative state to wait out). Returns both ends.
  */
-export function link(
-  lab: NetnsLab,
-  a: { ns: string; dev: string; v4: string; v6: string },
-  b: { ns: string; dev: string; v4: string; v6: string },
-): Link {
+export function link(lab: NetnsLab, a: LinkEnd, b: LinkEnd): Link {
   execFileSync('ip', [
     'link',
     'add',
@@ -176,8 +173,8 @@ export interface TopologyOptions {
  */
 export function twoPathTopology(lab: NetnsLab, opts: TopologyOptions = {}): TwoPathLab {
   const tag = opts.tag ?? '';
-  const cli = nsName(lab, tag, 'cli');
-  const srv = nsName(lab, tag, 'srv');
+  const cli = labNamespace(lab, tag, 'cli');
+  const srv = labNamespace(lab, tag, 'srv');
   const paths = [1, 2].map((k) => {
     const l = link(
       lab,
@@ -245,8 +242,8 @@ export function loadBalancerTopology(lab: NetnsLab, opts: LbOptions = {}): LbLab
   const tag = opts.tag ?? '';
   const count = opts.servers ?? 2;
   const hashSeed = opts.hashSeed ?? 0x6d707475;
-  const cli = nsName(lab, tag, 'cli');
-  const lb = nsName(lab, tag, 'lb');
+  const cli = labNamespace(lab, tag, 'cli');
+  const lb = labNamespace(lab, tag, 'lb');
   sysctl(
     lab,
     lb,
@@ -283,7 +280,7 @@ export function loadBalancerTopology(lab: NetnsLab, opts: LbOptions = {}): LbLab
   const servers: LbServer[] = [];
   for (let j = 1; j <= count; j++) {
     const name = `s${j}`;
-    const ns = nsName(lab, tag, name);
+    const ns = labNamespace(lab, tag, name);
     const l = link(
       lab,
       { ns: lb, dev: name, v4: `10.61.${j}.254`, v6: `fd61:${j}::fe` },
