@@ -383,7 +383,7 @@ describe('RX DSS mappings against a per-byte model', () => {
           fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
         ),
         fc.integer({ min: 1, max: 8 }),
-        fc.array(opArb, { minLength: 1, maxLength: 60 }),
+        fc.array(opArb, { minLength: 1, maxLength: 60, size: 'max' }),
         (base, dsnBase, maxPending, ops) => {
           const rx = new RxMappings({ firstSsn: base, maxPending });
           const m: Model = { frontier: 0, held: [] };
