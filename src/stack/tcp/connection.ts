@@ -4,18 +4,24 @@
  * `pollAt` says when `dispatch` must run next. No I/O and no clock: time is passed in (ms).
  *
  * Input never throws: a segment that cannot be used is counted (counters.ts) and dropped.
- * Sender and receiver buffers live in sender.ts / receiver.ts, option negotiation in
- * options.ts; loss recovery drives the RFC 6675 scoreboard (sack-scoreboard.ts) and the
- * lost-retransmission detector (lost-retransmits.ts); congestion control (congestion.ts) and
- * the RTO estimator (rtt.ts) sit behind their narrow interfaces.
+ *
+ * This class is the state machine (in the manner of gVisor's tcp/connect.go + endpoint): segment
+ * arrival in RFC 9293 §3.10.7 order, open and close, timer dispatch, events, the receive side
+ * (receiver.ts holds the bytes; RCV.NXT, the advertised window, delayed ACKs and autotuning are
+ * here) and the building of every segment (ACK, window, options). It delegates:
+ *  - the send side to `TcpSender` (sender.ts): the send sequence space, new data, FIN, probes,
+ *    persist, retransmitting a range, RTT/RTO, the congestion controller; it emits through
+ *    `emitSegment` here;
+ *  - loss recovery to `LossRecovery` (recovery.ts, owned by the sender): duplicate-ACK/SACK loss
+ *    detection, SACK recovery with PRR, NewReno, the RTO recovery state, Eifel counting;
+ *  - the send buffer to send-buffer.ts (or the subflow's SendQueue), option parsing and SYN
+ *    options to options.ts.
  */
-import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from '../wire/seqnum.js';
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from '../wire/seqnum.js';
 import {
-  type SackBlock,
   TCP_ACK,
   TCP_FIN,
   TCP_MAX_SACK_BLOCKS,
-  TCP_PSH,
   TCP_RST,
   TCP_SYN,
   type TcpFields,
@@ -23,9 +29,8 @@ import {
   type TcpOption,
   tcpOptionsLength,
 } from '../wire/tcp.js';
-import { type CongestionControl, createCongestionControl } from './congestion.js';
+import { createCongestionControl } from './congestion.js';
 import { createTcpCounters, type TcpCounters } from './counters.js';
-import { LostRetransmits } from './lost-retransmits.js';
 import {
   DEFAULT_PEER_MSS,
   emptySegmentOptions,
@@ -37,14 +42,13 @@ import {
   synOptions,
 } from './options.js';
 import { ReceiveBuffer } from './receiver.js';
-import { RttEstimator } from './rtt.js';
-import { SackScoreboard } from './sack-scoreboard.js';
+import type { LossRecovery } from './recovery.js';
 import { SendBuffer } from './send-buffer.js';
+import { type Emit, NEVER, TcpSender } from './sender.js';
 import {
   DEFAULT_TCP_CONFIG,
   type OutgoingSegment,
   type ReceivedKind,
-  type SendQueue,
   type SubflowHooks,
   type SynCookieOptions,
   type TcpConfig,
@@ -58,8 +62,6 @@ import {
 export { rcvWindowScaleFor } from './options.js';
 export * from './types.js';
 
-/** RFC 5681 §3.2 / RFC 6675 §5: DupThresh. */
-const DUP_THRESH = 3;
 /** Timestamps option as laid out on data segments (10 + 2 NOPs, RFC 7323 Appendix A). */
 const TS_OPTION_SPACE = 12;
 /** RFC 9293 §3.1: at most 40 bytes of options. */
@@ -83,8 +85,6 @@ const SMALL_WINDOW_MIN_SEGMENTS = 2;
 /** Autotuning epoch when no RTT is known yet (ms). */
 const DEFAULT_TUNING_EPOCH_MS = 100;
 
-const NEVER = Number.POSITIVE_INFINITY;
-
 const SYNCHRONIZED_SEND_STATES: ReadonlySet<TcpState> = new Set([
   'ESTABLISHED',
   'CLOSE-WAIT',
@@ -104,7 +104,6 @@ export class TcpConnection {
   readonly config: Readonly<TcpConfig>;
   /** The subflow seam (MPTCP), given at construction; undefined for plain TCP. */
   private readonly hooks: SubflowHooks | undefined;
-  private readonly ccFactory: ((mss: number) => CongestionControl) | undefined;
 
   private _state: TcpState = 'CLOSED';
   private _error: TcpErrorCode | undefined;
@@ -113,27 +112,11 @@ export class TcpConnection {
   private readonly active: boolean;
   readonly localPort: number;
   readonly remotePort: number;
-  private readonly tsOffset: number;
 
-  // Send sequence space (RFC 9293 §3.3.1).
-  private readonly iss: number;
-  private sndUna: number;
-  private sndNxt: number;
-  /** Highest sequence number sent (SND.NXT before a go-back-N rewind after an RTO). */
-  private sndMax: number;
-  private sndWnd = 0;
-  private sndWl1 = 0;
-  private sndWl2 = 0;
-  private maxSndWnd = 0;
-  /** Shift applied to the peer's window fields (its window scale), 0 when not negotiated. */
-  private sndWindowScale = 0;
+  /** The send side (sequence space, output, RTT/RTO, congestion control) and its loss recovery. */
+  private readonly snd: TcpSender;
+  private readonly rec: LossRecovery;
   private peerMss: number | undefined;
-  private sendMss = DEFAULT_PEER_MSS;
-  private readonly sendBuf: SendQueue;
-  /** Sequence number of the first byte held in sendBuf. */
-  private bufSeq: number;
-  /** shutdown() was called: a FIN follows the data. */
-  private finQueued = false;
 
   // Receive sequence space.
   private irs = 0;
@@ -160,12 +143,7 @@ export class TcpConnection {
   private unackedSegments = 0;
   private quickAcks = 0;
   private readonly rstQueue: PendingRst[] = [];
-  /** The last sendNewData stopped because the peer's window (SWS avoidance) held data back. */
-  private windowBlocked = false;
-  /** The persist timer fired on a window too small to send into: send what it takes (SWS override). */
-  private swsOverride = false;
-  /** A zero-window probe / keepalive probe is due on the next dispatch. */
-  private probePending = false;
+  /** A keepalive probe is due on the next dispatch. */
   private keepalivePending = false;
   private challengeWindowStart = Number.NEGATIVE_INFINITY;
   private challengeCount = 0;
@@ -174,51 +152,16 @@ export class TcpConnection {
   /** Built from a SYN cookie: the segment being processed is the handshake's third ACK. */
   private cookieAck = false;
 
-  // Timers (absolute ms, NEVER when off).
-  private rtoAt = NEVER;
+  // Timers (absolute ms, NEVER when off); the RTO and persist timers are the sender's.
   private delAckAt = NEVER;
-  private persistAt = NEVER;
   private keepaliveAt = NEVER;
   private timeWaitAt = NEVER;
   /** An orphaned connection's FIN-WAIT-2 deadline (config.finWait2TimeoutMs). */
   private finWait2At = NEVER;
   /** close() was called: the application will never read again. */
   private orphaned = false;
-  private persistBackoff = 0;
   private keepaliveProbes = 0;
-  private rtoRetries = 0;
   private synRetransmits = 0;
-
-  // Loss recovery.
-  private readonly rtt: RttEstimator;
-  private cc: CongestionControl;
-  private sb: SackScoreboard;
-  /** After an RTO, until SND.UNA passes what was outstanding (RFC 6582 "recover", RFC 6675 §5.1). */
-  private rtoRecovery = false;
-  private readonly lostRtx = new LostRetransmits();
-  /** RFC 6675 §5 (4.3): the first retransmission goes out whatever pipe says. */
-  private firstRetransmitPending = false;
-  private dupAcks = 0;
-  private inRecovery = false;
-  private recoveryPoint = 0;
-  /**
-   * Proportional Rate Reduction (RFC 9937) during SACK fast recovery: the bytes delivered to the
-   * peer and sent by us since recovery began, the flight it started from, and the window the
-   * last ACK allows (pipe + sndcnt). See `prrOnAck`.
-   */
-  private prrDelivered = 0;
-  private prrOut = 0;
-  private recoverFs = 1;
-  private prrCwnd = 0;
-  /** NewReno (RFC 6582) window inflation during fast recovery, bytes. */
-  private inflation = 0;
-  /** NewReno: retransmit the segment at SND.UNA on the next dispatch. */
-  private retransmitHead = false;
-  /** Karn timing without timestamps: the sequence number being timed and when it was sent. */
-  private rttSeq: number | undefined;
-  private rttSentAt = 0;
-  /** Eifel (RFC 3522): TSval of the first retransmission of the current loss episode. */
-  private retransTsVal: number | undefined;
 
   // Autotuning (receive side).
   private tuneEpochStart = 0;
@@ -227,39 +170,33 @@ export class TcpConnection {
   private lastEpochBytes: number | undefined;
 
   // Statistics.
-  private bytesSent = 0;
-  private bytesRetransmitted = 0;
-  private bytesAcked = 0;
   private bytesReceived = 0;
   private writeBlocked = false;
-  /** End of the last sub-MSS segment sent (Minshall's Nagle check). */
-  private smallSentEnd = 0;
 
   private readonly segOpts: SegmentOptions = emptySegmentOptions();
 
   private constructor(params: TcpOpenParams, active: boolean) {
-    this.config = { ...DEFAULT_TCP_CONFIG, ...params.config };
+    const config: Readonly<TcpConfig> = { ...DEFAULT_TCP_CONFIG, ...params.config };
+    this.config = config;
     this.hooks = params.hooks;
-    this.ccFactory = params.congestion;
     this.active = active;
     this.localPort = params.localPort ?? 0;
     this.remotePort = params.remotePort ?? 0;
-    this.tsOffset = params.tsOffset ?? 0;
-    this.iss = params.isn >>> 0;
-    this.sndUna = this.iss;
-    this.sndNxt = this.iss;
-    this.sndMax = this.iss;
-    this.bufSeq = seqAdd(this.iss, 1);
-    this.smallSentEnd = this.iss;
-    this.sendBuf = params.sendQueue ?? new SendBuffer(this.config.sendBufferSize);
-    this.recv = new ReceiveBuffer(this.config.recvBufferSize);
-    this.rtt = new RttEstimator({
-      initialRto: this.config.initialRto,
-      minRto: this.config.minRto,
-      maxRto: this.config.maxRto,
-    });
-    this.cc = this.newCongestionControl();
-    this.sb = new SackScoreboard(this.iss, this.sendMss);
+    const newCongestionControl =
+      params.congestion ??
+      ((mss: number) =>
+        createCongestionControl(config.congestion, mss, { initialCwndSegments: config.initialCwndSegments }));
+    this.snd = new TcpSender(
+      config,
+      params.isn >>> 0,
+      params.sendQueue ?? new SendBuffer(config.sendBufferSize),
+      this.counters,
+      params.tsOffset ?? 0,
+      newCongestionControl,
+      (now, emit, seq, flags, payload, gso) => this.emitSegment(now, emit, seq, flags, payload, gso),
+    );
+    this.rec = this.snd.rec;
+    this.recv = new ReceiveBuffer(config.recvBufferSize);
     this.tuneEpochStart = params.now;
   }
 
@@ -289,9 +226,10 @@ export class TcpConnection {
     if (conn.hooks !== undefined && !conn.hookAccepts(syn, 0, 'syn')) return conn;
     conn.rcvAdvRight = seqAdd(conn.rcvNxt, Math.min(conn.receiveSpace(), MAX_UNSCALED_WINDOW));
     conn.negotiate(opts);
-    conn.sndWnd = syn.window; // RFC 7323 §2.2: never scaled in a SYN
-    conn.maxSndWnd = conn.sndWnd;
-    conn.sndWl1 = syn.seqNumber;
+    const snd = conn.snd;
+    snd.sndWnd = syn.window; // RFC 7323 §2.2: never scaled in a SYN
+    snd.maxSndWnd = snd.sndWnd;
+    snd.sndWl1 = syn.seqNumber;
     conn.synPending = true;
     return conn;
   }
@@ -318,17 +256,18 @@ export class TcpConnection {
     readSegmentOptions(ack.options, received);
     opts.tsVal = cookie.timestamps ? (received.tsVal ?? 0) : undefined;
     conn.negotiate(opts);
-    conn.sndUna = seqAdd(conn.iss, 1);
-    conn.sndNxt = conn.sndUna;
-    conn.sndMax = conn.sndUna;
+    const snd = conn.snd;
+    snd.sndUna = seqAdd(snd.iss, 1);
+    snd.sndNxt = snd.sndUna;
+    snd.sndMax = snd.sndUna;
     // What the cookie SYN-ACK advertised (unscaled, RFC 7323 §2.2).
     conn.rcvWndAdvertised = Math.min(conn.receiveSpace(), MAX_UNSCALED_WINDOW);
     conn.rcvAdvRight = seqAdd(conn.rcvNxt, conn.rcvWndAdvertised);
     conn.lastAckSent = conn.rcvNxt;
-    conn.sndWnd = ack.window * 2 ** conn.sndWindowScale;
-    conn.maxSndWnd = conn.sndWnd;
-    conn.sndWl1 = ack.seqNumber;
-    conn.sndWl2 = ack.ackNumber;
+    snd.sndWnd = ack.window * 2 ** snd.sndWindowScale;
+    snd.maxSndWnd = snd.sndWnd;
+    snd.sndWl1 = ack.seqNumber;
+    snd.sndWl2 = ack.ackNumber;
     conn.establish(params.now);
     conn.cookieAck = true;
     conn.process(ack, payload, params.now);
@@ -360,14 +299,14 @@ export class TcpConnection {
 
   /** Bytes `write` would take now. */
   get writableLength(): number {
-    return this.canWrite() ? this.sendBuf.free : 0;
+    return this.canWrite() ? this.snd.queue.free : 0;
   }
 
   // What an MPTCP connection reads of its subflows (cheap: no TcpInfo object per call).
 
   /** Our initial sequence number, and the peer's (0 until known): DSS SSNs are relative to them. */
   get initialSendSeq(): number {
-    return this.iss;
+    return this.snd.iss;
   }
 
   get initialRecvSeq(): number {
@@ -376,7 +315,7 @@ export class TcpConnection {
 
   /** Smoothed RTT (ms), undefined before the first sample. */
   get srtt(): number | undefined {
-    return this.rtt.srtt;
+    return this.snd.rtt.srtt;
   }
 
   /** Payload bytes per packet now, and the most one (super-)segment carries: a multiple of it. */
@@ -385,7 +324,7 @@ export class TcpConnection {
   }
 
   get maxSegmentPayload(): number {
-    const mss = this.sendMss;
+    const mss = this.snd.sendMss;
     const max = Math.max(this.config.maxPayload, mss);
     return max - (max % mss);
   }
@@ -396,18 +335,17 @@ export class TcpConnection {
    */
   get sendRoom(): number {
     if (this._state !== 'ESTABLISHED' && this._state !== 'CLOSE-WAIT') return 0;
-    const wndRoom = seqDiff(seqAdd(this.sndUna, this.sndWnd), this.sndNxt);
-    return Math.max(0, Math.min(this.cwndRoom(), wndRoom) - this.unsentBytes());
+    return this.snd.sendRoom();
   }
 
   /** Bytes sent and not yet acknowledged (in flight, by SND.NXT). */
   get inFlight(): number {
-    return this.flightSize();
+    return this.snd.flightSize();
   }
 
   /** The peer's window, bytes (scaled). */
   get peerWindow(): number {
-    return this.sndWnd;
+    return this.snd.sndWnd;
   }
 
   /** An ACK goes out on the next dispatch (to carry new options: DATA_ACK, ADD_ADDR, ...). */
@@ -432,29 +370,30 @@ export class TcpConnection {
   }
 
   info(): TcpInfo {
+    const snd = this.snd;
     return {
       state: this._state,
       localMss: this.config.mss,
       peerMss: this.peerMss,
-      sendMss: this.sendMss,
-      sndWindowScale: this.wsNegotiated ? this.sndWindowScale : undefined,
+      sendMss: snd.sendMss,
+      sndWindowScale: this.wsNegotiated ? snd.sndWindowScale : undefined,
       rcvWindowScale: this.wsNegotiated ? this.rcvWindowScale : undefined,
       sack: this.sackOk,
       timestamps: this.tsOk,
-      congestion: this.cc.name,
-      cwnd: this.cc.cwnd,
-      ssthresh: this.cc.ssthresh,
-      srtt: this.rtt.srtt,
-      rttvar: this.rtt.rttvar,
-      rto: this.rtt.rto,
-      sndWnd: this.sndWnd,
+      congestion: snd.cc.name,
+      cwnd: snd.cc.cwnd,
+      ssthresh: snd.cc.ssthresh,
+      srtt: snd.rtt.srtt,
+      rttvar: snd.rtt.rttvar,
+      rto: snd.rtt.rto,
+      sndWnd: snd.sndWnd,
       rcvWnd: this.rcvWndAdvertised,
-      bytesSent: this.bytesSent,
-      bytesRetransmitted: this.bytesRetransmitted,
-      bytesAcked: this.bytesAcked,
+      bytesSent: snd.bytesSent,
+      bytesRetransmitted: snd.bytesRetransmitted,
+      bytesAcked: snd.bytesAcked,
       bytesReceived: this.bytesReceived,
       retransmitSegments: this.counters.retransmitSegments,
-      unsentBytes: this.unsentBytes(),
+      unsentBytes: snd.unsentBytes(),
       unreadBytes: this.recv.readable,
       error: this._error,
     };
@@ -466,7 +405,7 @@ export class TcpConnection {
   /** Takes as much of `data` as the send buffer has room for; 0 when full or closing. */
   write(data: Uint8Array): number {
     if (!this.canWrite()) return 0;
-    const n = this.sendBuf.write(data);
+    const n = this.snd.queue.write(data);
     if (n < data.length) this.writeBlocked = true;
     return n;
   }
@@ -494,14 +433,14 @@ export class TcpConnection {
         return;
       case 'SYN-RECEIVED':
         // RFC 9293 §3.10.4: the FIN waits for ESTABLISHED, then FIN-WAIT-1.
-        this.finQueued = true;
+        this.snd.finQueued = true;
         return;
       case 'ESTABLISHED':
-        this.finQueued = true;
+        this.snd.finQueued = true;
         this._state = 'FIN-WAIT-1';
         return;
       case 'CLOSE-WAIT':
-        this.finQueued = true;
+        this.snd.finQueued = true;
         this._state = 'LAST-ACK';
         return;
       default:
@@ -528,7 +467,7 @@ export class TcpConnection {
       case 'FIN-WAIT-1':
       case 'FIN-WAIT-2':
       case 'CLOSE-WAIT':
-        this.rstQueue.push({ seq: this.sndNxt, ack: this.rcvNxt });
+        this.rstQueue.push({ seq: this.snd.sndNxt, ack: this.rcvNxt });
         break;
       default:
         break;
@@ -558,16 +497,16 @@ export class TcpConnection {
       this.synPending ||
       this.ackNow ||
       this.rstQueue.length > 0 ||
-      this.retransmitHead ||
-      this.firstRetransmitPending ||
+      this.rec.retransmitHead ||
+      this.rec.firstRetransmitPending ||
       (this.orphaned && this._state === 'FIN-WAIT-2' && this.finWait2At === NEVER)
     ) {
       return 0;
     }
     let at = Math.min(
-      this.rtoAt,
+      this.snd.rtoAt,
       this.delAckAt,
-      this.persistAt,
+      this.snd.persistAt,
       this.keepaliveAt,
       this.timeWaitAt,
       this.finWait2At,
@@ -587,23 +526,24 @@ export class TcpConnection {
       // The peer never finished: tell it we are gone (as Linux does when its FIN timeout ends).
       this.finWait2At = NEVER;
       this.counters.finWait2Timeouts++;
-      this.rstQueue.push({ seq: this.sndNxt, ack: this.rcvNxt });
+      this.rstQueue.push({ seq: this.snd.sndNxt, ack: this.rcvNxt });
       this.closeWith(undefined, 0);
       return;
     }
-    if (now >= this.rtoAt) this.onRtoExpired(now);
+    if (now >= this.snd.rtoAt) this.onRtoExpired(now);
     if (this._state === 'CLOSED') return;
     if (now >= this.delAckAt) {
       this.delAckAt = NEVER;
       this.ackNow = true;
       this.counters.delayedAcks++;
     }
-    if (now >= this.persistAt) this.onPersistExpired();
+    if (now >= this.snd.persistAt) this.snd.onPersistExpired(SYNCHRONIZED_SEND_STATES.has(this._state));
     if (now >= this.keepaliveAt) this.onKeepaliveExpired(now);
   }
 
   private onRtoExpired(now: number): void {
-    this.rtoAt = NEVER;
+    const snd = this.snd;
+    snd.rtoAt = NEVER;
     if (this._state === 'SYN-SENT' || this._state === 'SYN-RECEIVED') {
       if (this.synRetransmits >= this.config.synRetries) {
         this.counters.connectionTimeouts++;
@@ -612,55 +552,17 @@ export class TcpConnection {
       }
       this.synRetransmits++;
       this.counters.synRetransmits++;
-      this.rtt.backoff();
+      snd.rtt.backoff();
       this.synPending = true;
       return;
     }
-    if (this.sndUna === this.sndMax) return; // nothing outstanding
-    if (this.rtoRetries >= this.config.maxRetransmits) {
+    if (snd.sndUna === snd.sndMax) return; // nothing outstanding
+    if (snd.rtoRetries >= this.config.maxRetransmits) {
       this.counters.connectionTimeouts++;
       this.closeWith('ETIMEDOUT', TcpEvent.TIMEOUT);
       return;
     }
-    this.rtoRetries++;
-    this.counters.rtoExpired++;
-    this.cc.onRto(now, this.flightSize());
-    this.rtt.backoff();
-    this.inRecovery = false;
-    this.inflation = 0;
-    this.dupAcks = 0;
-    this.retransmitHead = false;
-    this.firstRetransmitPending = false;
-    this.rttSeq = undefined; // Karn: no sample from retransmitted data
-    if (this.retransTsVal === undefined) this.retransTsVal = this.tsNow(now);
-    this.rtoRecovery = true;
-    this.recoveryPoint = this.sndMax;
-    this.lostRtx.clear();
-    if (this.sackOk) {
-      // RFC 6675 §5.1: keep the scoreboard; NextSeg resends what is not SACKed, in order.
-      this.sb.onRto();
-    } else {
-      // Go back N: resend from SND.UNA as the (collapsed) window allows.
-      this.sndNxt = this.sndUna;
-    }
-  }
-
-  private onPersistExpired(): void {
-    this.persistAt = NEVER;
-    if (!SYNCHRONIZED_SEND_STATES.has(this._state) || this.unsentBytes() === 0) {
-      this.persistBackoff = 0;
-      return;
-    }
-    this.persistBackoff++;
-    if (this.sndWnd === 0) {
-      // RFC 9293 §3.8.6.1: probe a zero window with one byte (sent from dispatch).
-      this.probePending = true;
-      this.counters.zeroWindowProbes++;
-    } else {
-      // RFC 9293 §3.8.6.2.1 (4): the override timeout: send what the small window takes.
-      this.swsOverride = true;
-      this.counters.swsOverrides++;
-    }
+    snd.onRto(now);
   }
 
   private onKeepaliveExpired(now: number): void {
@@ -717,7 +619,8 @@ export class TcpConnection {
   private processSynSent(h: TcpHeader, payload: Uint8Array, opts: SegmentOptions, now: number): void {
     const flags = h.flags;
     const hasAck = (flags & TCP_ACK) !== 0;
-    if (hasAck && (seqLe(h.ackNumber, this.iss) || seqGt(h.ackNumber, this.sndMax))) {
+    const snd = this.snd;
+    if (hasAck && (seqLe(h.ackNumber, snd.iss) || seqGt(h.ackNumber, snd.sndMax))) {
       // An ACK for something we never sent: reset it (unless it is a reset itself).
       this.counters.dropBadAck++;
       if ((flags & TCP_RST) === 0) this.rstQueue.push({ seq: h.ackNumber, ack: undefined });
@@ -746,20 +649,20 @@ export class TcpConnection {
     if (!hasAck) {
       // Simultaneous open (RFC 9293 §3.5 figure 7): answer with SYN-ACK.
       this._state = 'SYN-RECEIVED';
-      this.sndWnd = h.window;
-      this.maxSndWnd = h.window;
-      this.sndWl1 = h.seqNumber;
+      snd.sndWnd = h.window;
+      snd.maxSndWnd = h.window;
+      snd.sndWl1 = h.seqNumber;
       this.synPending = true;
-      this.rtoAt = NEVER;
-      this.rtt.resetBackoff();
+      snd.rtoAt = NEVER;
+      snd.rtt.resetBackoff();
       return;
     }
-    this.sndUna = h.ackNumber;
-    this.sndWnd = h.window; // unscaled in a SYN (RFC 7323 §2.2)
-    this.maxSndWnd = h.window;
-    this.sndWl1 = h.seqNumber;
-    this.sndWl2 = h.ackNumber;
-    this.synRttSample(opts, now);
+    snd.sndUna = h.ackNumber;
+    snd.sndWnd = h.window; // unscaled in a SYN (RFC 7323 §2.2)
+    snd.maxSndWnd = h.window;
+    snd.sndWl1 = h.seqNumber;
+    snd.sndWl2 = h.ackNumber;
+    snd.synRttSample(opts, now, this.synRetransmits === 0);
     this.establish(now);
     this.ackNow = true;
     if (payload.length > 0 || (flags & TCP_FIN) !== 0) {
@@ -774,16 +677,17 @@ export class TcpConnection {
     const isSyn = (flags & TCP_SYN) !== 0;
     const isRst = (flags & TCP_RST) !== 0;
     const hasAck = (flags & TCP_ACK) !== 0;
+    const snd = this.snd;
 
     if (this._state === 'SYN-RECEIVED' && isSyn && !isRst) {
       // Simultaneous open: the peer's SYN-ACK acknowledges our SYN (Linux accepts it the same way).
-      if (hasAck && seqAdd(seq, 1) === this.rcvNxt && h.ackNumber === this.sndMax) {
+      if (hasAck && seqAdd(seq, 1) === this.rcvNxt && h.ackNumber === snd.sndMax) {
         if (this.hooks !== undefined && !this.hookAccepts(h, payload.length, 'syn-ack')) return;
-        this.sndUna = h.ackNumber;
-        this.sndWnd = h.window;
-        this.maxSndWnd = Math.max(this.maxSndWnd, h.window);
-        this.sndWl1 = seq;
-        this.sndWl2 = h.ackNumber;
+        snd.sndUna = h.ackNumber;
+        snd.sndWnd = h.window;
+        snd.maxSndWnd = Math.max(snd.maxSndWnd, h.window);
+        snd.sndWl1 = seq;
+        snd.sndWl2 = h.ackNumber;
         if (this.tsOk && opts.tsVal !== undefined) this.tsRecent = opts.tsVal;
         this.establish(now);
         this.ackNow = true;
@@ -849,19 +753,19 @@ export class TcpConnection {
 
     const ack = h.ackNumber;
     const completing = this._state === 'SYN-RECEIVED';
-    if (completing && !(seqLt(this.sndUna, ack) && seqLe(ack, this.sndMax))) {
+    if (completing && !(seqLt(snd.sndUna, ack) && seqLe(ack, snd.sndMax))) {
       this.counters.dropBadAck++;
       this.rstQueue.push({ seq: ack, ack: undefined });
       return;
     }
 
     // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
-    if (seqGt(ack, this.sndMax)) {
+    if (seqGt(ack, snd.sndMax)) {
       this.counters.dropAckUnsent++;
       this.answerUnacceptable(0, now);
       return;
     }
-    if (seqLt(ack, seqAdd(this.sndUna, -Math.max(this.maxSndWnd, 1)))) {
+    if (seqLt(ack, seqAdd(snd.sndUna, -Math.max(snd.maxSndWnd, 1)))) {
       this.counters.dropOldAck++;
       this.answerUnacceptable(0, now);
       return;
@@ -889,14 +793,14 @@ export class TcpConnection {
     }
 
     if (completing) {
-      this.sndWnd = h.window << this.sndWindowScale;
-      this.sndWl1 = seq;
-      this.sndWl2 = ack;
-      this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
-      this.synRttSample(opts, now);
-      this.sndUna = ack;
+      snd.sndWnd = h.window << snd.sndWindowScale;
+      snd.sndWl1 = seq;
+      snd.sndWl2 = ack;
+      snd.maxSndWnd = Math.max(snd.maxSndWnd, snd.sndWnd);
+      snd.synRttSample(opts, now, this.synRetransmits === 0);
+      snd.sndUna = ack;
       this.establish(now);
-      if (this.finQueued) this._state = 'FIN-WAIT-1';
+      if (snd.finQueued) this._state = 'FIN-WAIT-1';
     }
 
     this.processAck(h, payload, opts, now);
@@ -969,7 +873,7 @@ export class TcpConnection {
     // In SYN-SENT nothing is synchronized yet: answer the SYN-ACK's ACK (RFC 9293 §3.10.7.3).
     if (this._state === 'SYN-SENT') this.rstQueue.push({ seq: h.ackNumber, ack: undefined });
     else if (kind === 'syn') this.rstQueue.push({ seq: 0, ack: seqAdd(h.seqNumber, 1) });
-    else this.rstQueue.push({ seq: this.sndNxt, ack: this.rcvNxt });
+    else this.rstQueue.push({ seq: this.snd.sndNxt, ack: this.rcvNxt });
     this.closeWith('ECONNRESET', TcpEvent.RESET);
     return false;
   }
@@ -999,141 +903,39 @@ export class TcpConnection {
     this.ackNow = true;
   }
 
+  /**
+   * RFC 9293 §3.10.7.4 fifth, for an acceptable ACK: loss detection sees the SACK blocks, the
+   * sender takes a new cumulative ACK (or recovery a duplicate one), then our FIN's fate, loss
+   * recovery's per-ACK bookkeeping, and last the send window.
+   */
   private processAck(h: TcpHeader, payload: Uint8Array, opts: SegmentOptions, now: number): void {
+    const snd = this.snd;
+    const rec = this.rec;
     const ack = h.ackNumber;
-    const wnd = h.window * 2 ** this.sndWindowScale;
-    let newlySacked = 0;
-    // RFC 9937 DeliveredData: the change in SND.UNA plus the change in SACKed bytes.
-    const unaBefore = this.sndUna;
-    const sackedBefore = this.sb.sackedBytes;
-    const wasRecovering = this.inRecovery;
-    if (this.sackOk) {
-      const r = this.sb.update(ack, opts.sackBlocks ?? NO_BLOCKS);
-      newlySacked = r.newlySacked;
-      if (opts.sackBlocks !== undefined) this.counters.sackBlocksIn += opts.sackBlocks.length;
-      if (r.dsack !== undefined) this.counters.dsackIn++;
-      this.counters.sackBlocksInvalid += r.ignored;
-    }
-
-    if (seqGt(ack, this.sndUna)) {
+    const wnd = h.window * 2 ** snd.sndWindowScale;
+    rec.onAckStart(ack, opts);
+    if (seqGt(ack, snd.sndUna)) {
       this.onNewAck(ack, opts, now);
-    } else if (
-      ack === this.sndUna &&
-      this.sndUna !== this.sndMax &&
-      payload.length === 0 &&
-      (h.flags & (TCP_SYN | TCP_FIN)) === 0 &&
-      wnd !== 0 && // a zero-window probe's answer is not a loss signal
-      (wnd === this.sndWnd || newlySacked > 0)
-    ) {
-      // RFC 5681 §2 duplicate ACK (RFC 6675 §2: or one carrying new SACK information).
-      this.dupAcks++;
-      this.counters.dupAcksIn++;
-      if (this.inRecovery) {
-        if (!this.sackOk) this.inflation += this.sendMss; // RFC 6582 §3.2 step 4
-      } else if (
-        !this.rtoRecovery &&
-        (this.dupAcks >= DUP_THRESH || (this.sackOk && this.sb.isLost(this.sndUna)))
-      ) {
-        this.enterRecovery(now);
-      }
+    } else if (ack === snd.sndUna && payload.length === 0 && (h.flags & (TCP_SYN | TCP_FIN)) === 0) {
+      rec.onAckAtUna(wnd, now);
     }
-
-    if (this.sackOk) this.afterSackAck(now);
-    if (this.sackOk && this.inRecovery) {
-      const delivered = seqDiff(this.sndUna, unaBefore) + this.sb.sackedBytes - sackedBefore;
-      this.prrOnAck(delivered, !wasRecovering, newlySacked, seqGt(this.sndUna, unaBefore));
-    }
-
-    // RFC 9293 §3.10.7.4: update the send window from the newest segment.
-    if (seqLt(this.sndWl1, h.seqNumber) || (this.sndWl1 === h.seqNumber && seqLe(this.sndWl2, ack))) {
-      this.sndWnd = wnd;
-      this.sndWl1 = h.seqNumber;
-      this.sndWl2 = ack;
-      if (wnd > this.maxSndWnd) this.maxSndWnd = wnd;
-      if (wnd > 0) {
-        this.persistAt = NEVER;
-        this.persistBackoff = 0;
-        this.probePending = false;
-      }
-    }
-  }
-
-  /** SACK bookkeeping once an ACK is in: lost retransmissions, and loss found by SACK alone. */
-  private afterSackAck(now: number): void {
-    if (this.sackRecovering()) {
-      this.counters.lostRetransmits += this.lostRtx.onAck(this.sndUna, this.sb);
-    } else {
-      this.lostRtx.clear();
-      // RFC 6675 §5 (4) checks IsLost on duplicate ACKs; as Linux, check it on any ACK, so a
-      // hole left behind a recovery that just ended is repaired without three more of them.
-      if (this.sndUna !== this.sndMax && this.isSynchronized() && this.sb.isLost(this.sndUna)) {
-        this.enterRecovery(now);
-      }
-    }
+    rec.onAckEnd(now, this.isSynchronized());
+    snd.updateWindow(h.seqNumber, ack, wnd);
   }
 
   private onNewAck(ack: number, opts: SegmentOptions, now: number): void {
-    const acked = seqDiff(ack, this.sndUna);
-    const dataAcked = Math.max(0, Math.min(this.sendBuf.length, seqDiff(ack, this.bufSeq)));
-    const flightBefore = this.flightSize();
+    const snd = this.snd;
+    const dataAcked = snd.onNewAck(ack, opts, now);
     if (dataAcked > 0) {
-      this.sendBuf.ack(dataAcked);
-      this.bufSeq = seqAdd(this.bufSeq, dataAcked);
-      this.bytesAcked += dataAcked;
       if (this.hooks !== undefined) this.events |= TcpEvent.ACKED;
       if (this.writeBlocked && this.canWrite()) {
         this.writeBlocked = false;
         this.events |= TcpEvent.WRITABLE;
       }
     }
-    this.sndUna = ack;
-    if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
-
-    // RTT: from the echoed timestamp (RFC 7323 §4), else Karn's single timed segment.
-    let sample: number | undefined;
-    if (this.tsOk && opts.tsVal !== undefined && opts.tsEcr !== 0) {
-      sample = seqDiff(this.tsNow(now), opts.tsEcr);
-      if (sample < 0) sample = undefined;
-    } else if (this.rttSeq !== undefined && seqGe(ack, this.rttSeq)) {
-      sample = now - this.rttSentAt;
-      this.rttSeq = undefined;
-    }
-    if (sample !== undefined) this.rtt.sample(sample);
-    else this.rtt.resetBackoff();
-    this.rtoRetries = 0;
-
-    // Eifel detection (RFC 3522): the ACK echoes a TSval older than our first retransmission,
-    // so it acknowledges the original transmission: the retransmission was spurious.
-    if (this.retransTsVal !== undefined) {
-      if (this.tsOk && opts.tsVal !== undefined && opts.tsEcr !== 0 && seqLt(opts.tsEcr, this.retransTsVal)) {
-        this.counters.spuriousRetransmits++;
-      }
-      this.retransTsVal = undefined;
-    }
-
-    if (this.rtoRecovery && seqGe(ack, this.recoveryPoint)) this.rtoRecovery = false;
-    if (this.inRecovery) {
-      if (seqGe(ack, this.recoveryPoint)) {
-        this.inRecovery = false;
-        this.inflation = 0;
-        this.dupAcks = 0;
-        this.cc.onRecoveryEnd(now);
-      } else if (!this.sackOk) {
-        // RFC 6582 §3.2 step 5: partial ACK: retransmit the next hole, deflate the window.
-        this.counters.newRenoPartialAcks++;
-        this.retransmitHead = true;
-        this.inflation = Math.max(0, this.inflation - acked) + this.sendMss;
-      }
-    } else {
-      this.dupAcks = 0;
-      this.cc.onAck(dataAcked, now, sample, flightBefore);
-    }
-
-    // RFC 6298 §5.2/5.3: stop the timer when all is acknowledged, else restart it.
-    this.rtoAt = this.sndUna === this.sndMax ? NEVER : now + this.rtt.rto;
 
     // Our FIN acknowledged?
-    if (this.finQueued && seqGt(ack, this.finSeq())) {
+    if (snd.finQueued && seqGt(ack, snd.finSeq())) {
       switch (this._state) {
         case 'FIN-WAIT-1':
           this._state = 'FIN-WAIT-2';
@@ -1149,63 +951,6 @@ export class TcpConnection {
           break;
       }
     }
-  }
-
-  private enterRecovery(now: number): void {
-    this.inRecovery = true;
-    this.recoveryPoint = this.sndMax;
-    this.cc.onCongestionEvent(now, this.flightSize());
-    this.counters.fastRetransmits++;
-    if (this.retransTsVal === undefined) this.retransTsVal = this.tsNow(now);
-    if (this.sackOk) {
-      this.counters.sackRecoveries++;
-      this.sb.enterRecovery();
-      this.firstRetransmitPending = true;
-      this.prrDelivered = 0;
-      this.prrOut = 0;
-      this.prrCwnd = this.cc.cwnd;
-      // RFC 9937: RecoverFS = snd.nxt - snd.una, less what was SACKed before recovery (it
-      // will never be counted as delivered during it); prrOnAck then counts this ACK's part.
-      this.recoverFs = this.flightSize();
-    } else {
-      // RFC 6582 §3.2 step 3: retransmit, inflate by the three segments that left the network.
-      this.counters.newRenoRecoveries++;
-      this.retransmitHead = true;
-      this.inflation = DUP_THRESH * this.sendMss;
-    }
-  }
-
-  /**
-   * Proportional Rate Reduction (RFC 9937), on each ACK that starts or continues a SACK fast
-   * recovery: how much the sender may now send (`prrCwnd` = pipe + sndcnt). While pipe exceeds
-   * ssthresh, sending follows delivery in the proportion ssthresh / RecoverFS, so the reduction
-   * is spread over the recovery round instead of RFC 6675's pause (no sending until pipe falls
-   * below the reduced cwnd) followed by one new segment per ACK; once pipe is at or below
-   * ssthresh, slow start (PRR-SSRB on ACKs that advance SND.UNA without showing a new loss,
-   * PRR-CRB otherwise) brings the flight back up to ssthresh. Either way the recovery ends with
-   * about ssthresh in flight. `delivered` is this ACK's DeliveredData.
-   */
-  private prrOnAck(delivered: number, entering: boolean, newlySacked: number, unaAdvanced: boolean): void {
-    const ssthresh = this.cc.ssthresh;
-    const mss = this.sendMss;
-    if (entering) {
-      // RFC 9937: bytes SACKed before this ACK are never delivered during the recovery.
-      const advance = Math.max(0, delivered - newlySacked);
-      this.recoverFs = Math.max(1, this.flightSize() + advance - (this.sb.sackedBytes - newlySacked));
-    }
-    if (delivered <= 0) return;
-    this.prrDelivered += delivered;
-    const pipe = this.pipe();
-    let sndcnt: number;
-    if (pipe > ssthresh) {
-      sndcnt = Math.ceil((this.prrDelivered * ssthresh) / this.recoverFs) - this.prrOut;
-    } else {
-      sndcnt = Math.max(this.prrDelivered - this.prrOut, delivered);
-      // A "safe" ACK advances SND.UNA and reports no further loss: slow-start reduction bound.
-      if (unaAdvanced && !this.sb.isLost(this.sndUna)) sndcnt += mss;
-      sndcnt = Math.min(ssthresh - pipe, sndcnt);
-    }
-    this.prrCwnd = pipe + Math.max(0, sndcnt);
   }
 
   /** Segment text and FIN (RFC 9293 §3.10.7.4 seventh and eighth). */
@@ -1333,7 +1078,7 @@ export class TcpConnection {
    */
   private autotune(advance: number, now: number): void {
     this.tuneBytes += advance;
-    const epoch = Math.max(this.rtt.srtt ?? DEFAULT_TUNING_EPOCH_MS, 1);
+    const epoch = Math.max(this.snd.rtt.srtt ?? DEFAULT_TUNING_EPOCH_MS, 1);
     if (now - this.tuneEpochStart < epoch) return;
     const cap = this.recv.capacity;
     const windowLimit = MAX_UNSCALED_WINDOW * 2 ** this.rcvWindowScale;
@@ -1373,16 +1118,16 @@ export class TcpConnection {
       this.ackNow = false;
       return;
     }
-    if (SYNCHRONIZED_SEND_STATES.has(this._state)) this.sendData(now, emit);
+    if (SYNCHRONIZED_SEND_STATES.has(this._state)) this.snd.sendData(now, emit, this.effectiveMss());
     if (this.keepalivePending) {
       this.keepalivePending = false;
       // RFC 9293 §3.8.4: a probe is an ACK with SEG.SEQ = SND.NXT - 1 and no data.
-      this.emitSegment(now, emit, seqAdd(this.sndUna, -1), TCP_ACK, undefined, false);
+      this.emitSegment(now, emit, seqAdd(this.snd.sndUna, -1), TCP_ACK, undefined, false);
     }
-    if (this.ackNow) this.emitSegment(now, emit, this.sndNxt, TCP_ACK, undefined, false);
+    if (this.ackNow) this.emitSegment(now, emit, this.snd.sndNxt, TCP_ACK, undefined, false);
   }
 
-  private flushRsts(emit: (seg: OutgoingSegment) => void): void {
+  private flushRsts(emit: Emit): void {
     while (this.rstQueue.length > 0) {
       const r = this.rstQueue.shift()!;
       const header: TcpFields = {
@@ -1402,17 +1147,18 @@ export class TcpConnection {
     }
   }
 
-  private sendSyn(now: number, emit: (seg: OutgoingSegment) => void): void {
+  private sendSyn(now: number, emit: Emit): void {
+    const snd = this.snd;
     const synAck = this._state === 'SYN-RECEIVED';
     const peer = synAck
       ? { windowScale: this.wsNegotiated, sackPermitted: this.sackOk, timestamps: this.tsOk }
       : undefined;
-    const options = synOptions(this.config, this.tsNow(now), synAck && this.tsOk ? this.tsRecent : 0, peer);
+    const options = synOptions(this.config, snd.tsNow(now), synAck && this.tsOk ? this.tsRecent : 0, peer);
     const window = Math.min(this.receiveSpace(), MAX_UNSCALED_WINDOW);
     const header: TcpFields = {
       srcPort: this.localPort,
       dstPort: this.remotePort,
-      seqNumber: this.iss,
+      seqNumber: snd.iss,
       ackNumber: synAck ? this.rcvNxt : 0,
       flags: synAck ? TCP_SYN | TCP_ACK : TCP_SYN,
       window,
@@ -1422,225 +1168,19 @@ export class TcpConnection {
     this.rcvAdvRight = seqAdd(this.rcvNxt, window);
     this.rcvWndAdvertised = window;
     if (synAck) this.lastAckSent = this.rcvNxt;
-    this.sndNxt = seqAdd(this.iss, 1);
-    this.sndMax = this.sndNxt;
-    if (this.synRetransmits === 0 && this.rttSeq === undefined) {
-      this.rttSeq = this.sndNxt;
-      this.rttSentAt = now;
-    } else if (this.synRetransmits > 0) {
-      this.rttSeq = undefined;
-    }
-    if (this.rtoAt === NEVER) this.rtoAt = now + this.rtt.rto;
+    snd.onSynSent(now, this.synRetransmits === 0);
     this.ackNow = false;
     this.counters.segmentsOut++;
     emit({ header, payload: EMPTY, gsoSize: 0 });
   }
 
-  /** Retransmissions first, then new data and FIN, as the windows allow. */
-  private sendData(now: number, emit: (seg: OutgoingSegment) => void): void {
-    const mss = this.effectiveMss();
-    if (this.retransmitHead) {
-      this.retransmitHead = false;
-      this.retransmitRange(now, emit, this.sndUna, mss);
-    }
-    if (this.firstRetransmitPending) {
-      this.firstRetransmitPending = false;
-      const first = this.inRecovery ? this.sb.nextSeg(0, mss) : undefined;
-      if (first !== undefined && first.kind === 'lost') {
-        const right = this.retransmitRange(now, emit, first.left, seqDiff(first.right, first.left));
-        if (right !== undefined) {
-          this.sb.commit(first, right);
-          this.lostRtx.onRetransmit(first.left, right, this.sndMax);
-        }
-      } else if (this.inRecovery) {
-        // Three duplicate ACKs without SACK blocks (a middlebox may strip them): the scoreboard
-        // knows no loss, yet the segment at SND.UNA is the one to resend.
-        const right = this.retransmitRange(now, emit, this.sndUna, mss);
-        if (right !== undefined) {
-          this.sb.onRetransmit(right);
-          this.lostRtx.onRetransmit(this.sndUna, right, this.sndMax);
-        }
-      }
-    }
-    if (this.sackRecovering()) {
-      // Retransmissions found lost go first (lost-retransmits.ts).
-      for (let guard = 0; guard < 100_000 && this.lostRtx.pending; guard++) {
-        if (this.sendCwnd() - this.pipe() < mss) break;
-        const piece = this.lostRtx.next(this.sndUna, this.sb, mss);
-        if (piece === undefined) break;
-        const right = this.retransmitRange(now, emit, piece.left, seqDiff(piece.right, piece.left));
-        if (right === undefined) break;
-        this.lostRtx.commit(piece.left, right, this.sndMax);
-      }
-      // RFC 6675 §5 (C): while cwnd - pipe >= 1 SMSS, send what NextSeg() picks; new data
-      // (rule 2) is left to sendNewData.
-      for (let guard = 0; guard < 100_000; guard++) {
-        if (this.sendCwnd() - this.pipe() < mss) break;
-        const next = this.sb.nextSeg(this.sendableNewData(), mss);
-        if (next === undefined || next.kind === 'new') break;
-        const right = this.retransmitRange(now, emit, next.left, seqDiff(next.right, next.left));
-        if (right === undefined) break;
-        this.sb.commit(next, right);
-        this.lostRtx.onRetransmit(next.left, right, this.sndMax);
-      }
-    }
-    this.windowBlocked = false;
-    this.sendNewData(now, emit, mss);
-    if (this.probePending) {
-      this.probePending = false;
-      this.sendProbe(now, emit);
-    }
-    // Persist timer (RFC 9293 §3.8.6.1): the peer's window, closed or too small to send into
-    // (SWS avoidance), holds data back and nothing is in flight to bring an ACK that could open
-    // it. Without it a lost window update would stall the connection for good.
-    if (
-      this.windowBlocked &&
-      this.unsentBytes() > 0 &&
-      this.sndUna === this.sndMax &&
-      this.persistAt === NEVER &&
-      this.rtoAt === NEVER
-    ) {
-      const base = Math.max(this.rtt.rto, this.config.persistMinMs);
-      this.persistAt = now + Math.min(base * 2 ** this.persistBackoff, this.config.persistMaxMs);
-    }
-  }
-
   /**
-   * Retransmits [seq, seq + length) (clipped to what was sent), one MSS-sized piece. Returns
-   * the end of what was sent (FIN included), undefined when nothing was.
+   * Builds and emits one segment carrying an ACK (every segment after the SYN does): the
+   * sender's (`SegmentEmitter`, seq/flags/payload chosen there) and the connection's own ACKs.
    */
-  private retransmitRange(
-    now: number,
-    emit: (seg: OutgoingSegment) => void,
-    seq: number,
-    length: number,
-  ): number | undefined {
-    const dataEnd = seqAdd(this.bufSeq, this.sendBuf.length);
-    const upTo = seqMax(this.sndMax, this.sndNxt);
-    let n = Math.min(length, Math.max(0, seqDiff(dataEnd, seq)), Math.max(0, seqDiff(upTo, seq)));
-    if (n > 0) n = Math.min(n, this.segmentLimit(seqDiff(seq, this.bufSeq)));
-    let flags = TCP_ACK;
-    if (this.finQueued && seqAdd(seq, n) === this.finSeq() && seqGt(upTo, this.finSeq())) flags |= TCP_FIN;
-    if (n <= 0 && (flags & TCP_FIN) === 0) return undefined;
-    n = Math.max(0, n);
-    const payload = n > 0 ? this.sendBuf.view(seqDiff(seq, this.bufSeq), n) : EMPTY;
-    if (n > 0 && seqAdd(seq, n) === dataEnd) flags |= TCP_PSH;
-    this.countRetransmit(now, n);
-    this.emitSegment(now, emit, seq, flags, payload, false);
-    const end = seqAdd(seq, (flags & TCP_FIN) !== 0 ? n + 1 : n);
-    // HighRxt is the caller's (SackScoreboard.commit): a rescue must not move it (RFC 6675 §4).
-    // Resending the head restarts the timer (as Linux): its answer takes a full RTT from now.
-    if (this.rtoAt === NEVER || seq === this.sndUna) this.rtoAt = now + this.rtt.rto;
-    return end;
-  }
-
-  private countRetransmit(now: number, n: number): void {
-    this.prrOut += n;
-    this.counters.retransmitSegments++;
-    this.counters.retransmitBytes += n;
-    this.bytesRetransmitted += n;
-    if (this.retransTsVal === undefined) this.retransTsVal = this.tsNow(now);
-  }
-
-  private sendNewData(now: number, emit: (seg: OutgoingSegment) => void, mss: number): void {
-    const maxPayload = Math.max(mss, this.config.maxPayload > 0 ? this.config.maxPayload : mss);
-    for (let guard = 0; guard < 100_000; guard++) {
-      const unsent = this.unsentBytes();
-      const finToSend = this.finQueued && seqLe(this.sndNxt, this.finSeq());
-      if (unsent === 0 && !finToSend) return;
-      const offset = seqDiff(this.sndNxt, this.bufSeq);
-      const wndRoom = Math.max(0, seqDiff(seqAdd(this.sndUna, this.sndWnd), this.sndNxt));
-      if (unsent > 0 && !this.swsAllows(unsent, wndRoom, mss)) {
-        this.windowBlocked = true;
-        return;
-      }
-      const usable = Math.min(unsent, wndRoom);
-      const cwndRoom = this.cwndRoom();
-      let n = Math.max(0, Math.min(usable, cwndRoom, maxPayload));
-      // A subflow's segment ends where its DSS mapping ends, whole segments or not.
-      const atMappingEnd = n >= this.segmentLimit(offset);
-      if (atMappingEnd) n = this.segmentLimit(offset);
-      else if (n < unsent) {
-        // Not the tail: whole segments only ...
-        if (n >= mss) n -= n % mss;
-        // ... unless the peer's window is what allows less than one (swsAllows said yes), not
-        // the congestion window.
-        else if (!(n > 0 && n === usable)) return;
-      } else if (n > 0 && n % mss !== 0 && this.config.nagle) {
-        // Nagle (RFC 9293 §3.7.4) in Minshall's form, as Linux: hold a sub-MSS tail only while
-        // an earlier sub-MSS segment is unacknowledged, so a write's tail need not wait an RTT.
-        const whole = n - (n % mss);
-        if (whole > 0) n = whole;
-        else if (this.smallUnacked() && !this.finQueued) return;
-      }
-      let flags = TCP_ACK;
-      const end = seqAdd(this.sndNxt, n);
-      if (finToSend && end === this.finSeq()) flags |= TCP_FIN;
-      if (n === 0 && (flags & TCP_FIN) === 0) return;
-      if (n === 0 && this.flightSize() > 0 && seqLt(this.sndNxt, this.sndMax)) {
-        // Go-back-N after an RTO: the FIN is resent only once the window allows it.
-        if (cwndRoom <= 0) return;
-      }
-      const payload = n > 0 ? this.sendBuf.view(offset, n) : EMPTY;
-      if (n > 0 && n === unsent) flags |= TCP_PSH;
-      if (n > 0) this.swsOverride = false;
-      const retransmit = seqLt(this.sndNxt, this.sndMax);
-      if (retransmit) this.countRetransmit(now, n);
-      else {
-        this.bytesSent += n;
-        this.prrOut += n;
-        if (!this.tsOk && this.rttSeq === undefined && n > 0) {
-          this.rttSeq = end;
-          this.rttSentAt = now;
-        }
-      }
-      this.emitSegment(now, emit, this.sndNxt, flags, payload, n > mss);
-      // A segment cut short by its mapping's end is not a small segment for Nagle's sake.
-      if (n > 0 && n < mss && !atMappingEnd) this.smallSentEnd = end;
-      this.sndNxt = (flags & TCP_FIN) !== 0 ? seqAdd(end, 1) : end;
-      if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
-      if (this.sackOk) this.sb.onSend(this.sndMax);
-      if (this.rtoAt === NEVER) this.rtoAt = now + this.rtt.rto;
-      if ((flags & TCP_FIN) !== 0) return;
-    }
-  }
-
-  /**
-   * Sender SWS avoidance (RFC 9293 §3.8.6.2.1) for D = `unsent` queued bytes and a usable window
-   * U = `wndRoom`: the peer's window allows a segment when min(D, U) is a full segment (1), when
-   * all the queued data fits (2: every write counts as pushed), when min(D, U) is at least half
-   * the largest window the peer ever offered (3: Fs = 1/2; with Nagle on, only with nothing in
-   * flight), or when the override timer fired (4: the persist timer, see onPersistExpired).
-   * Congestion control and Nagle may still hold back what this allows.
-   */
-  private swsAllows(unsent: number, wndRoom: number, mss: number): boolean {
-    const m = Math.min(unsent, wndRoom);
-    if (m <= 0) return false;
-    if (m >= mss || unsent <= wndRoom) return true;
-    if (m >= this.maxSndWnd / 2 && (!this.config.nagle || this.sndNxt === this.sndUna)) return true;
-    return this.swsOverride;
-  }
-
-  /** One byte beyond a zero window (RFC 9293 §3.8.6.1), or the byte at SND.UNA again. */
-  private sendProbe(now: number, emit: (seg: OutgoingSegment) => void): void {
-    const base = Math.max(this.rtt.rto, this.config.persistMinMs);
-    this.persistAt = now + Math.min(base * 2 ** this.persistBackoff, this.config.persistMaxMs);
-    if (this.sendBuf.length === 0) return;
-    const seq = seqLt(this.sndUna, this.sndNxt) ? this.sndUna : this.sndNxt;
-    const payload = this.sendBuf.view(seqDiff(seq, this.bufSeq), 1);
-    this.emitSegment(now, emit, seq, TCP_ACK, payload, false);
-    if (seq === this.sndNxt) {
-      this.sndNxt = seqAdd(seq, 1);
-      if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
-      if (this.sackOk) this.sb.onSend(this.sndMax);
-      this.bytesSent++;
-    }
-  }
-
-  /** Builds and emits one segment carrying an ACK (every segment after the SYN does). */
   private emitSegment(
     now: number,
-    emit: (seg: OutgoingSegment) => void,
+    emit: Emit,
     seq: number,
     flags: number,
     payload: Uint8Array | undefined,
@@ -1652,7 +1192,7 @@ export class TcpConnection {
       options.push(
         { type: 'nop' },
         { type: 'nop' },
-        { type: 'timestamps', tsVal: this.tsNow(now), tsEcr: this.tsRecent },
+        { type: 'timestamps', tsVal: this.snd.tsNow(now), tsEcr: this.tsRecent },
       );
     }
     const body = payload ?? EMPTY;
@@ -1715,45 +1255,25 @@ export class TcpConnection {
     const peerMss = opts.mss ?? DEFAULT_PEER_MSS;
     this.peerMss = Math.max(peerMss, MIN_PEER_MSS);
     this.wsNegotiated = this.config.windowScale && opts.windowScale !== undefined;
-    this.sndWindowScale = this.wsNegotiated ? (opts.windowScale ?? 0) : 0;
+    const sndWindowScale = this.wsNegotiated ? (opts.windowScale ?? 0) : 0;
     this.rcvWindowScale = this.wsNegotiated ? rcvWindowScaleFor(this.config) : 0;
     this.sackOk = this.config.sack && opts.sackPermitted;
     this.tsOk = this.config.timestamps && opts.tsVal !== undefined;
     if (this.tsOk) this.tsRecent = opts.tsVal ?? 0;
     const reserved = this.hooks?.dataOptionSpace ?? 0;
-    this.sendMss = Math.max(
+    const sendMss = Math.max(
       1,
       Math.min(this.peerMss, this.config.mssClamp) - (this.tsOk ? TS_OPTION_SPACE : 0) - reserved,
     );
+    this.snd.negotiated(sendMss, sndWindowScale, this.sackOk, this.tsOk);
   }
 
   private establish(now: number): void {
     this._state = 'ESTABLISHED';
     this.events |= TcpEvent.CONNECTED;
-    this.rtoAt = NEVER;
     this.synRetransmits = 0;
-    this.rtt.resetBackoff();
-    this.cc = this.newCongestionControl();
-    this.sb = new SackScoreboard(this.sndUna, this.sendMss);
-    this.sb.onSend(this.sndMax);
+    this.snd.establish();
     this.armKeepalive(now);
-  }
-
-  private synRttSample(opts: SegmentOptions, now: number): void {
-    if (this.tsOk && opts.tsEcr !== 0) {
-      const s = seqDiff(this.tsNow(now), opts.tsEcr);
-      if (s >= 0) this.rtt.sample(s);
-    } else if (this.rttSeq !== undefined && this.synRetransmits === 0) {
-      this.rtt.sample(now - this.rttSentAt);
-    }
-    this.rttSeq = undefined;
-  }
-
-  private newCongestionControl(): CongestionControl {
-    if (this.ccFactory !== undefined) return this.ccFactory(this.sendMss);
-    return createCongestionControl(this.config.congestion, this.sendMss, {
-      initialCwndSegments: this.config.initialCwndSegments,
-    });
   }
 
   private armFinWait2(now: number): void {
@@ -1764,8 +1284,7 @@ export class TcpConnection {
     this._state = 'TIME-WAIT';
     this.finWait2At = NEVER;
     this.timeWaitAt = now + this.config.timeWaitMs;
-    this.rtoAt = NEVER;
-    this.persistAt = NEVER;
+    this.snd.stopTimers();
     this.keepaliveAt = NEVER;
     this.delAckAt = NEVER;
   }
@@ -1775,17 +1294,13 @@ export class TcpConnection {
     this._state = 'CLOSED';
     this._error = error;
     this.events |= TcpEvent.CLOSED | extra;
-    this.rtoAt = NEVER;
+    this.snd.close();
     this.delAckAt = NEVER;
-    this.persistAt = NEVER;
     this.keepaliveAt = NEVER;
     this.timeWaitAt = NEVER;
     this.finWait2At = NEVER;
     this.ackNow = false;
     this.synPending = false;
-    this.retransmitHead = false;
-    this.firstRetransmitPending = false;
-    this.probePending = false;
     this.keepalivePending = false;
   }
 
@@ -1800,31 +1315,12 @@ export class TcpConnection {
 
   private canWrite(): boolean {
     return (
-      !this.finQueued &&
+      !this.snd.finQueued &&
       (this._state === 'SYN-SENT' ||
         this._state === 'SYN-RECEIVED' ||
         this._state === 'ESTABLISHED' ||
         this._state === 'CLOSE-WAIT')
     );
-  }
-
-  /** Most bytes one segment starting at send-queue `offset` may carry (a DSS mapping's end). */
-  private segmentLimit(offset: number): number {
-    const q = this.sendBuf;
-    return q.segmentLimit === undefined ? Number.POSITIVE_INFINITY : q.segmentLimit(offset);
-  }
-
-  /** Sequence number of our FIN (meaningful once shutdown() was called). */
-  private finSeq(): number {
-    return seqAdd(this.bufSeq, this.sendBuf.length);
-  }
-
-  private unsentBytes(): number {
-    return Math.max(0, seqDiff(seqAdd(this.bufSeq, this.sendBuf.length), this.sndNxt));
-  }
-
-  private flightSize(): number {
-    return Math.max(0, seqDiff(this.sndNxt, this.sndUna));
   }
 
   private rcvMss(): number {
@@ -1833,85 +1329,27 @@ export class TcpConnection {
 
   /** Payload per packet: the send MSS less the SACK blocks this segment will carry. */
   private effectiveMss(): number {
-    if (!(this.sackOk && this.recv.hasOutOfOrder)) return this.sendMss;
+    if (!(this.sackOk && this.recv.hasOutOfOrder)) return this.snd.sendMss;
     const left = OPTION_SPACE - (this.tsOk ? TS_OPTION_SPACE : 0) - (this.hooks?.dataOptionSpace ?? 0);
     const blocks = Math.min(this.recv.sackBlocks(TCP_MAX_SACK_BLOCKS).length, sackBlocksFitting(left));
     return blocks === 0
-      ? this.sendMss
-      : Math.max(1, this.sendMss - (SACK_BASE_SPACE + SACK_BLOCK_SPACE * blocks));
-  }
-
-  /**
-   * Room the congestion window leaves for new data. With SACK the bytes in flight are RFC
-   * 6675's pipe at all times, as Linux counts them (SACKed and lost bytes have left the
-   * network), which includes Limited Transmit (RFC 3042). Without SACK: FlightSize, plus
-   * NewReno's inflation in recovery, or up to two segments for the first duplicate ACKs
-   * (RFC 3042).
-   */
-  private cwndRoom(): number {
-    if (this.sackOk) return this.sendCwnd() - this.pipe();
-    const limitedTransmit = this.inRecovery ? 0 : Math.min(this.dupAcks, 2) * this.sendMss;
-    return this.cc.cwnd + this.inflation + limitedTransmit - this.flightSize();
-  }
-
-  /** The window sending is held to: PRR's during SACK fast recovery, else the controller's. */
-  private sendCwnd(): number {
-    return this.sackOk && this.inRecovery ? this.prrCwnd : this.cc.cwnd;
-  }
-
-  /** RFC 6675 SetPipe, plus resent retransmissions the scoreboard cannot see. */
-  private pipe(): number {
-    return this.sb.pipe() + this.lostRtx.extraPipe(this.sndUna, this.sb);
-  }
-
-  private sackRecovering(): boolean {
-    return this.sackOk && (this.inRecovery || this.rtoRecovery);
-  }
-
-  /** Unsent bytes the peer's window would take now. */
-  private sendableNewData(): number {
-    const wndRoom = seqDiff(seqAdd(this.sndUna, this.sndWnd), this.sndNxt);
-    return Math.max(0, Math.min(this.unsentBytes(), wndRoom));
-  }
-
-  private tsNow(now: number): number {
-    return (Math.floor(now) + this.tsOffset) >>> 0;
+      ? this.snd.sendMss
+      : Math.max(1, this.snd.sendMss - (SACK_BASE_SPACE + SACK_BLOCK_SPACE * blocks));
   }
 
   /** Whether dispatch would send data right now (for pollAt). */
   private canSendNow(): boolean {
     if (!SYNCHRONIZED_SEND_STATES.has(this._state)) return false;
-    if (this.probePending || this.keepalivePending) return true;
-    if (this.sackRecovering()) {
-      const mss = this.effectiveMss();
-      const room = this.sendCwnd() - this.pipe() >= mss;
-      if (room && this.lostRtx.pending) return true;
-      const next = room ? this.sb.nextSeg(this.sendableNewData(), mss) : undefined;
-      if (next !== undefined && next.kind !== 'new') return true;
-    }
-    const unsent = this.unsentBytes();
-    const finToSend = this.finQueued && seqLe(this.sndNxt, this.finSeq());
-    if (unsent === 0) return finToSend;
-    const mss = this.effectiveMss();
-    const wndRoom = Math.max(0, seqDiff(seqAdd(this.sndUna, this.sndWnd), this.sndNxt));
-    if (!this.swsAllows(unsent, wndRoom, mss)) return false;
-    const usable = Math.min(unsent, wndRoom);
-    const n = Math.min(usable, this.cwndRoom());
-    if (n <= 0) return false;
-    if (n >= mss || n >= this.segmentLimit(seqDiff(this.sndNxt, this.bufSeq))) return true;
-    if (n < unsent) return n === usable;
-    return !this.config.nagle || !this.smallUnacked() || this.finQueued;
-  }
-
-  /** A sub-MSS segment is in flight (Nagle/Minshall). */
-  private smallUnacked(): boolean {
-    // Resending after an RTO (go-back-N) is never held back.
-    return seqGt(this.smallSentEnd, this.sndUna) && !seqLt(this.sndNxt, this.sndMax);
+    const snd = this.snd;
+    if (snd.probePending || this.keepalivePending) return true;
+    if (this.rec.sackRecovering() && this.rec.retransmissionDue(this.effectiveMss())) return true;
+    const unsent = snd.unsentBytes();
+    if (unsent === 0) return snd.finToSend();
+    return snd.canSendNewData(unsent, this.effectiveMss());
   }
 }
 
 const EMPTY = new Uint8Array(0);
-const NO_BLOCKS: readonly SackBlock[] = [];
 
 /** SACK blocks that fit in `space` option bytes (RFC 2018 §3: at most four). */
 function sackBlocksFitting(space: number): number {
