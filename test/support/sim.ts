@@ -19,7 +19,12 @@ import { FaultDevice, type FaultSpec } from '../../src/stack/device/fault.js';
 import { createMemoryPair, type MemoryDevice } from '../../src/stack/device/memory-pair.js';
 import { SeededRandom } from '../../src/stack/device/prng.js';
 import { formatAddress, parseAddress, v4, v6 } from '../../src/stack/iface/address.js';
-import { type StackOptions, TcpStack } from '../../src/stack/iface/stack.js';
+import {
+  type ConnectOptions,
+  type ListenOptions,
+  type StackOptions,
+  TcpStack,
+} from '../../src/stack/iface/stack.js';
 import type { TcpSocket } from '../../src/stack/iface/tcp-socket.js';
 import type { TcpConfig } from '../../src/stack/tcp/connection.js';
 import { encodeIpv4, parseIpv4 } from '../../src/stack/wire/ipv4.js';
@@ -107,6 +112,9 @@ export interface SimOptions {
   ipv6?: boolean;
   /** Extra stack options for both (addresses and devices are the simulator's). */
   stack?: Partial<Omit<StackOptions, 'device' | 'scheduler' | 'addresses'>>;
+  /** More addresses for each side (MPTCP: a second path's, a server's unique address). */
+  clientAddresses?: string[];
+  serverAddresses?: string[];
 }
 
 export class Sim {
@@ -160,7 +168,10 @@ export class Sim {
       ...options.stack,
       device: ta,
       scheduler: this.clock,
-      addresses: options.ipv6 ? [SIM_CLIENT, SIM_CLIENT6] : [SIM_CLIENT],
+      addresses: [
+        ...(options.ipv6 ? [SIM_CLIENT, SIM_CLIENT6] : [SIM_CLIENT]),
+        ...(options.clientAddresses ?? []),
+      ],
       secret: secretOf(1),
       tcp: { ...options.stack?.tcp, ...options.tcp },
     });
@@ -168,7 +179,10 @@ export class Sim {
       ...options.stack,
       device: tb,
       scheduler: this.clock,
-      addresses: options.ipv6 ? [SIM_SERVER, SIM_SERVER6] : [SIM_SERVER],
+      addresses: [
+        ...(options.ipv6 ? [SIM_SERVER, SIM_SERVER6] : [SIM_SERVER]),
+        ...(options.serverAddresses ?? []),
+      ],
       secret: secretOf(2),
       tcp: { ...options.stack?.tcp, ...options.tcp },
     });
@@ -301,13 +315,14 @@ export async function simTransfer(
   data: Uint8Array,
   limitMs: number,
   port = 5001,
+  sockets: { listen?: Partial<ListenOptions>; connect?: Partial<ConnectOptions> } = {},
 ): Promise<TransferResult> {
   const receivedHash = createHash('sha256');
   let received = 0;
   let lastByteAt = 0;
   let serverDone = false;
   let failure: unknown;
-  const server = sim.server.listen({ port }, (socket: TcpSocket) => {
+  const server = sim.server.listen({ ...sockets.listen, port }, (socket: TcpSocket) => {
     const sink = new Writable({
       highWaterMark: 256 * 1024,
       write(chunk: Buffer, _enc, cb) {
@@ -328,7 +343,7 @@ export async function simTransfer(
     );
   });
   const start = sim.clock.now();
-  const client = sim.client.connect({ host: sim.serverHost, port });
+  const client = sim.client.connect({ ...sockets.connect, host: sim.serverHost, port });
   let clientDone = false;
   const CHUNK = 64 * 1024;
   async function* source(): AsyncGenerator<Uint8Array> {

@@ -12,6 +12,11 @@ import { InvalidArgumentError } from '../../errors.js';
 import { type Counters, counterSet } from '../counter-set.js';
 import type { Scheduler, TimerHandle } from '../device/clock.js';
 import type { Device, Frame, GsoInfo } from '../device/device.js';
+import type { MptcpConnection } from '../mptcp/connection.js';
+import type { MptcpCounters } from '../mptcp/counters.js';
+import { MptcpEndpoint } from '../mptcp/endpoint.js';
+import type { Subflow } from '../mptcp/subflow.js';
+import type { MptcpConfig, SubflowHandle, SubflowHost, SubflowOwner } from '../mptcp/types.js';
 import {
   DEFAULT_TCP_CONFIG,
   type OutgoingSegment,
@@ -25,6 +30,7 @@ import { synOptions } from '../tcp/options.js';
 import { foldSum, internetChecksum, pseudoHeaderSumV4, pseudoHeaderSumV6 } from '../wire/checksum.js';
 import { encodeIpv4, parseIpv4 } from '../wire/ipv4.js';
 import { encodeIpv6, IPV6_HEADER_LENGTH, parseIpv6 } from '../wire/ipv6.js';
+import { MP_TCPRST_REASON } from '../wire/mptcp-options.js';
 import { seqAdd } from '../wire/seqnum.js';
 import {
   encodeTcp,
@@ -38,6 +44,7 @@ import {
   TCP_SYN,
   type TcpFields,
   type TcpHeader,
+  type TcpOption,
   tcpHeaderLength,
   verifyTcpChecksumV4,
   verifyTcpChecksumV6,
@@ -105,6 +112,8 @@ export interface ConnectOptions {
   tcp?: Partial<TcpConfig>;
   /** Like net.Socket: false (default) ends our side when the peer's FIN has been read. */
   allowHalfOpen?: boolean;
+  /** Multipath TCP (RFC 8684): true, or settings; the socket falls back to TCP if the peer has none. */
+  mptcp?: boolean | Partial<MptcpConfig>;
 }
 
 export interface ListenOptions {
@@ -120,6 +129,11 @@ export interface ListenOptions {
   synBacklog?: number;
   allowHalfOpen?: boolean;
   tcp?: Partial<TcpConfig>;
+  /**
+   * Accept Multipath TCP (RFC 8684): true, or settings (the C flag is on by default, `announce`
+   * lists the unique addresses to advertise). Peers without MPTCP get plain TCP.
+   */
+  mptcp?: boolean | Partial<MptcpConfig>;
 }
 
 /**
@@ -172,6 +186,8 @@ export const STACK_COUNTER_NAMES = [
   'passiveOpens',
   'acceptAborted',
   'connectionsClosed',
+  /** MP_JOIN SYNs answered with a reset (unknown token, or a connection that takes no more). */
+  'joinSynsReset',
 ] as const;
 
 export type StackCounterName = (typeof STACK_COUNTER_NAMES)[number];
@@ -197,6 +213,8 @@ export interface StackStats {
   /** Connections in the table now. */
   connectionCount: number;
   connections: ConnectionStats[];
+  /** The MPTCP MIB (kernel MPTcpExt names), once MPTCP was used. */
+  mptcp: MptcpCounters | undefined;
 }
 
 /** One connection in the table. */
@@ -206,6 +224,8 @@ class ConnEntry implements FourTuple, HeapItem {
   dirty = false;
   closed = false;
   socket: TcpSocket | undefined;
+  /** An MPTCP subflow's owner (events go to it instead of a socket). */
+  owner: SubflowOwner | undefined;
   /** Passive open not yet accepted: counted in the listener's backlog while SYN-RECEIVED. */
   listener: Listener | undefined;
   inBacklog = false;
@@ -238,6 +258,7 @@ export class Listener {
     readonly allowHalfOpen: boolean,
     readonly tcp: Partial<TcpConfig> | undefined,
     readonly server: TcpServer,
+    readonly mptcp: Partial<MptcpConfig> | undefined,
   ) {}
 }
 
@@ -283,6 +304,7 @@ export class TcpStack {
   private readonly frames: Frame[] = [];
   private readonly arena = new FrameArena();
   private ipId = 0;
+  private mptcp: MptcpEndpoint | undefined;
 
   constructor(options: StackOptions) {
     if (options.addresses.length === 0) throw new InvalidArgumentError('a stack needs at least one address');
@@ -350,21 +372,113 @@ export class TcpStack {
     } else {
       localPort = this.pickEphemeral(local, remote, options.port);
     }
-    const now = this.scheduler.now();
-    const conn = TcpConnection.connect({
-      isn: this.isnGen.isn(now, local, localPort, remote, options.port),
-      now,
-      localPort,
-      remotePort: options.port,
-      tsOffset: this.tsOffset(local, localPort, remote, options.port),
-      config: this.configFor(local.family, options.tcp),
-    });
-    const entry = new ConnEntry(this, conn, local, localPort, remote, options.port);
-    this.table.add(entry);
-    this.counters.activeOpens++;
+    const mptcp = mptcpSettings(options.mptcp);
+    if (mptcp !== undefined) return this.connectMptcp(options, local, localPort, remote, mptcp);
+    const entry = this.openActive(local, localPort, remote, options.port, options.tcp, undefined);
     entry.socket = new TcpSocket(this.socketHost(entry), { allowHalfOpen: options.allowHalfOpen ?? false });
     this.kick(entry);
     return entry.socket;
+  }
+
+  /** An MPTCP connection's initial subflow; the socket fronts the MPTCP connection. */
+  private connectMptcp(
+    options: ConnectOptions,
+    local: IpAddress,
+    localPort: number,
+    remote: IpAddress,
+    config: Partial<MptcpConfig>,
+  ): TcpSocket {
+    const made = this.mptcpEndpoint().connect(config, options.tcp);
+    if (made === undefined) throw new InvalidArgumentError('no unique MPTCP token could be found');
+    const entry = this.openActive(local, localPort, remote, options.port, options.tcp, made.subflow);
+    const socket = new TcpSocket(this.mptcpSocketHost(made.conn, entry), {
+      allowHalfOpen: options.allowHalfOpen ?? false,
+    });
+    made.conn.socket = socket;
+    this.kick(entry);
+    return socket;
+  }
+
+  /** An active open's connection and table entry; a subflow owner gets its hooks and send queue. */
+  private openActive(
+    local: IpAddress,
+    localPort: number,
+    remote: IpAddress,
+    remotePort: number,
+    tcp: Partial<TcpConfig> | undefined,
+    subflow: Subflow | undefined,
+  ): ConnEntry {
+    const now = this.scheduler.now();
+    const conn = TcpConnection.connect({
+      isn: this.isnGen.isn(now, local, localPort, remote, remotePort),
+      now,
+      localPort,
+      remotePort,
+      tsOffset: this.tsOffset(local, localPort, remote, remotePort),
+      config: this.configFor(local.family, tcp),
+      ...(subflow === undefined ? {} : { hooks: subflow, sendQueue: subflow }),
+    });
+    const entry = new ConnEntry(this, conn, local, localPort, remote, remotePort);
+    this.table.add(entry);
+    this.counters.activeOpens++;
+    if (subflow !== undefined) this.adopt(entry, subflow);
+    return entry;
+  }
+
+  /** A subflow becomes the owner of its entry. */
+  private adopt(entry: ConnEntry, subflow: Subflow): void {
+    entry.owner = subflow;
+    subflow.attach(this.subflowHandle(entry));
+  }
+
+  private subflowHandle(e: ConnEntry): SubflowHandle {
+    return {
+      conn: e.conn,
+      local: e.local,
+      localPort: e.localPort,
+      remote: e.remote,
+      remotePort: e.remotePort,
+      kick: () => this.kick(e),
+    };
+  }
+
+  private mptcpSocketHost(mp: MptcpConnection, e: ConnEntry): TcpSocketHost {
+    return {
+      conn: mp,
+      localAddress: formatAddress(e.local),
+      localPort: e.localPort,
+      remoteAddress: formatAddress(e.remote),
+      remotePort: e.remotePort,
+      family: e.local.family === 4 ? 'IPv4' : 'IPv6',
+      kick: () => mp.kick(),
+    };
+  }
+
+  /** The stack's MPTCP endpoint (made on first use). */
+  mptcpEndpoint(): MptcpEndpoint {
+    this.mptcp ??= new MptcpEndpoint(this.subflowHost());
+    return this.mptcp;
+  }
+
+  /** What MPTCP asks of the iface: the clock, our addresses, new subflows. */
+  private subflowHost(): SubflowHost {
+    return {
+      now: () => this.scheduler.now(),
+      addresses: this.addresses,
+      openSubflow: (local, remote, remotePort, owner, tcp) => {
+        if (this.destroyed) return undefined;
+        let localPort: number;
+        try {
+          localPort = this.pickEphemeral(local, remote, remotePort);
+        } catch (err) {
+          if (err instanceof InvalidArgumentError) return undefined;
+          throw err;
+        }
+        const entry = this.openActive(local, localPort, remote, remotePort, tcp, owner);
+        this.kick(entry);
+        return owner.handle;
+      },
+    };
   }
 
   /** Passive open: a server whose 'connection' events carry established sockets. */
@@ -389,6 +503,7 @@ export class TcpStack {
       options.allowHalfOpen ?? false,
       options.tcp,
       server,
+      mptcpSettings(options.mptcp),
     );
     if (this.listeners.conflicts(listener)) {
       throw new InvalidArgumentError(
@@ -421,6 +536,7 @@ export class TcpStack {
       tcp,
       connectionCount: this.table.size,
       connections,
+      mptcp: this.mptcp === undefined ? undefined : { ...this.mptcp.counters },
     };
   }
 
@@ -571,6 +687,7 @@ export class TcpStack {
         entry.conn.counters.timeWaitReopen++;
         this.forget(entry);
         entry.socket?._onClosed(undefined);
+        entry.owner?.onClosed();
         this.noConnection(h, payload, ours, now);
         return;
       }
@@ -623,6 +740,15 @@ export class TcpStack {
       c.dropRstNoConnection++;
       return;
     }
+    if (
+      ours &&
+      (h.flags & (TCP_SYN | TCP_ACK | TCP_FIN)) === TCP_SYN &&
+      this.mptcp !== undefined &&
+      hasMpJoin(h)
+    ) {
+      this.onJoinSyn(h, now);
+      return;
+    }
     const listener = this.listeners.lookup(this.pkt, h.dstPort, ours);
     if (listener === undefined || listener.closed) {
       c.rstSentNoConnection++;
@@ -654,21 +780,85 @@ export class TcpStack {
       this.sendCookieSynAck(listener, local, remote, h, now);
       return;
     }
+    const subflow =
+      listener.mptcp === undefined
+        ? undefined
+        : this.mptcpEndpoint().passive(h, listener.mptcp, listener.tcp);
+    const entry = this.openPassive(h, local, remote, listener.tcp, subflow, now);
+    entry.listener = listener;
+    entry.inBacklog = true;
+    listener.synBacklogCount++;
+    if (subflow !== undefined) {
+      const mp = subflow.mp;
+      mp.onReady = () => {
+        if (listener.closed) {
+          this.counters.acceptAborted++;
+          mp.abort();
+          return;
+        }
+        const socket = new TcpSocket(this.mptcpSocketHost(mp, entry), {
+          allowHalfOpen: listener.allowHalfOpen,
+        });
+        mp.socket = socket;
+        socket._onConnected();
+        listener.server._accept(socket);
+      };
+    }
+  }
+
+  /** A passive open's connection and table entry (a subflow owner gets hooks and send queue). */
+  private openPassive(
+    h: TcpHeader,
+    local: IpAddress,
+    remote: IpAddress,
+    tcp: Partial<TcpConfig> | undefined,
+    subflow: Subflow | undefined,
+    now: number,
+  ): ConnEntry {
     const conn = TcpConnection.accept(h, {
       isn: this.isnGen.isn(now, local, h.dstPort, remote, h.srcPort),
       now,
       localPort: h.dstPort,
       remotePort: h.srcPort,
       tsOffset: this.tsOffset(local, h.dstPort, remote, h.srcPort),
-      config: this.configFor(local.family, listener.tcp),
+      config: this.configFor(local.family, tcp),
+      ...(subflow === undefined ? {} : { hooks: subflow, sendQueue: subflow }),
     });
     const entry = new ConnEntry(this, conn, local, h.dstPort, remote, h.srcPort);
-    entry.listener = listener;
-    entry.inBacklog = true;
-    listener.synBacklogCount++;
     this.table.add(entry);
     this.counters.passiveOpens++;
+    if (subflow !== undefined) this.adopt(entry, subflow);
     this.markDirty(entry);
+    return entry;
+  }
+
+  /**
+   * A SYN with MP_JOIN (RFC 8684 §3.2) is routed by its token, before any listener and before
+   * anything is allocated: an unknown token (a join that a load balancer sent to the wrong
+   * server, or a forgery) is answered with a reset carrying MP_TCPRST, statelessly.
+   */
+  private onJoinSyn(h: TcpHeader, now: number): void {
+    const local = this.localOf();
+    const remote = this.remoteOf();
+    const r = this.mptcpEndpoint().joinSyn(h, local);
+    if (typeof r === 'string') {
+      this.counters.joinSynsReset++;
+      this.sendReset(h, 0, [
+        {
+          type: 'mptcp',
+          option: {
+            subtype: 'mp_tcprst',
+            flagU: false,
+            flagV: false,
+            flagW: false,
+            transient: r === 'refused',
+            reason: r === 'refused' ? MP_TCPRST_REASON.lackOfResources : MP_TCPRST_REASON.mptcpSpecific,
+          },
+        },
+      ]);
+      return;
+    }
+    this.openPassive(h, local, remote, this.mptcpEndpoint().tcpConfigOf(r.mp), r, now);
   }
 
   /** The effective engine config a listener's connections get (the cookie SYN-ACK must agree). */
@@ -774,7 +964,7 @@ export class TcpStack {
    * RFC 9293 §3.10.7.1: if the segment has ACK, <SEQ=SEG.ACK><CTL=RST>; otherwise
    * <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK> (SYN and FIN each count one).
    */
-  private sendReset(h: TcpHeader, payloadLength: number): void {
+  private sendReset(h: TcpHeader, payloadLength: number, options: TcpOption[] = []): void {
     const local = this.localOf();
     const remote = this.remoteOf();
     if ((h.flags & TCP_ACK) !== 0) {
@@ -785,7 +975,7 @@ export class TcpStack {
         ackNumber: 0,
         flags: TCP_RST,
         window: 0,
-        options: [],
+        options,
       });
       return;
     }
@@ -797,7 +987,7 @@ export class TcpStack {
       ackNumber: seqAdd(h.seqNumber, segLen),
       flags: TCP_RST | TCP_ACK,
       window: 0,
-      options: [],
+      options,
     });
   }
 
@@ -871,6 +1061,7 @@ export class TcpStack {
     if (this.blocked) {
       this.waiting.push(e);
     } else {
+      e.owner?.beforeDispatch(now);
       e.conn.dispatch(now, e.emit);
       dispatched = true;
     }
@@ -882,13 +1073,20 @@ export class TcpStack {
       if (dispatched && !e.dirty) {
         this.forget(e);
         e.socket?._onClosed(e.conn.error);
+        e.owner?.onClosed();
       }
       return;
     }
-    this.heap.set(e, e.conn.pollAt());
+    const at = e.conn.pollAt();
+    this.heap.set(e, e.owner === undefined ? at : Math.min(at, e.owner.pollAt()));
   }
 
   private onEvents(e: ConnEntry, events: number): void {
+    if (e.owner !== undefined) {
+      if ((events & TcpEvent.CONNECTED) !== 0) this.leaveBacklog(e);
+      e.owner.onEvents(events);
+      return;
+    }
     if ((events & TcpEvent.CONNECTED) !== 0 || (e.socket === undefined && e.conn.state === 'ESTABLISHED')) {
       if (e.socket !== undefined) e.socket._onConnected();
       else if (e.listener !== undefined) this.accept(e);
@@ -1113,7 +1311,7 @@ export class TcpStack {
     this.listeners.remove(l);
     // Half-open connections of a closed listener have nobody to accept them.
     for (const e of [...this.table.values()]) {
-      if (e.listener === l && e.socket === undefined) {
+      if (e.listener === l && e.conn.state === 'SYN-RECEIVED') {
         e.conn.abort();
         this.markDirty(e);
       }
@@ -1194,4 +1392,15 @@ function badV6(a: Uint8Array): boolean {
   if (a[0] === 0xff) return true;
   for (let i = 0; i < 16; i++) if (a[i] !== 0) return false;
   return true;
+}
+
+/** ListenOptions/ConnectOptions `mptcp` as settings, or undefined when off. */
+function mptcpSettings(option: boolean | Partial<MptcpConfig> | undefined): Partial<MptcpConfig> | undefined {
+  if (option === undefined || option === false) return undefined;
+  return option === true ? {} : option;
+}
+
+function hasMpJoin(h: TcpHeader): boolean {
+  for (const o of h.options) if (o.type === 'mptcp' && o.option.subtype === 'mp_join') return true;
+  return false;
 }

@@ -7,11 +7,25 @@
  */
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
-import type { TcpConnection, TcpErrorCode, TcpInfo } from '../tcp/connection.js';
+import type { TcpErrorCode, TcpInfo } from '../tcp/connection.js';
+
+/**
+ * The byte stream a socket fronts: a plain TCP connection, or an MPTCP connection (which may
+ * have fallen back to TCP). Both have these calls, so one Duplex serves all three.
+ */
+export interface StreamConnection {
+  write(data: Uint8Array): number;
+  read(max?: number, oneChunk?: boolean): Uint8Array | undefined;
+  shutdown(): void;
+  abort(): void;
+  readonly error: TcpErrorCode | undefined;
+  readonly state: string;
+  info(): TcpInfo;
+}
 
 /** What the stack gives a socket. */
 export interface TcpSocketHost {
-  readonly conn: TcpConnection;
+  readonly conn: StreamConnection;
   readonly localAddress: string;
   readonly localPort: number;
   readonly remoteAddress: string;

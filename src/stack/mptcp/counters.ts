@@ -192,6 +192,13 @@ export const MPTCP_COUNTER_NAMES = [
   'rcvBufferFullDrops',
   /** Bytes sent again at the MPTCP level (the byte count beside MPTCPRetrans). */
   'reinjectedBytes',
+  /** A DATA_ACK for data never sent (or far too old): ignored. */
+  'dataAckInvalid',
+  /** MP_JOIN SYNs refused: the connection has its most subflows, or fell back. */
+  'joinRefusedLimit',
+  /** Subflows we opened toward an announced address, and those the C flag kept us from. */
+  'joinsOpened',
+  'joinsSkippedCFlag',
 ] as const;
 
 export type MptcpCounterName = (typeof MPTCP_COUNTER_NAMES)[number];

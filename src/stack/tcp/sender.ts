@@ -32,7 +32,6 @@ import { RttEstimator } from './rtt.js';
 import type { OutgoingSegment, SendQueue, TcpConfig } from './types.js';
 
 /** Other modules (src/stack/mptcp) import the send buffer from here too. */
-export { SendBuffer } from './send-buffer.js';
 
 /** A timer that is off. */
 export const NEVER = Number.POSITIVE_INFINITY;

@@ -1,0 +1,650 @@
+/**
+ * One MPTCP connection (RFC 8684) over its subflows: keys and tokens, the data sequence space
+ * both ways (DSS mappings out, data-level reassembly in), DATA_ACK and the shared window
+ * (§3.3.4), DATA_FIN (§3.3.3), reinjection of a dead subflow's data, fallback to plain TCP
+ * (§3.7), and the Node-facing stream calls a TcpSocket makes (write, read, shutdown, abort).
+ * Linux's net/mptcp/protocol.c in spirit. Policy lives elsewhere: which subflow carries the next
+ * bytes is the scheduler's (sched.ts), which subflows exist the path manager's (pm.ts).
+ *
+ * Data-level positions are JS integers: offsets from IDSN + 1 in each direction (exact to 2^53
+ * bytes); the 64-bit DSN appears only on the wire.
+ */
+import { formatAddress } from '../iface/address.js';
+import type { TcpSocket } from '../iface/tcp-socket.js';
+import { ReceiveBuffer } from '../tcp/receiver.js';
+import { SendBuffer } from '../tcp/send-buffer.js';
+import type { TcpErrorCode, TcpInfo } from '../tcp/types.js';
+import type { AddAddrOption, DssOption } from '../wire/mptcp-options.js';
+import { dsnAdd, dsnDiff, expandDsn32 } from '../wire/seqnum.js';
+import type { MptcpCounters } from './counters.js';
+import { addAddrHmac, keyMaterial } from './crypto.js';
+import type { PathManager } from './pm.js';
+import { lowestRttScheduler, type Scheduler } from './sched.js';
+import type { Subflow } from './subflow.js';
+import type { MptcpConfig } from './types.js';
+
+const NEVER = Number.POSITIVE_INFINITY;
+/** The most one mapping carries (the DSS data-level length is 16 bits). */
+const MAX_MAPPING = 0xffff;
+/** DATA_FIN retransmission (ms, doubling) until the DATA_ACK covers it. */
+const DATA_FIN_RTO_MS = 1000;
+const DATA_FIN_RETRIES = 8;
+
+export type MptcpState = 'connecting' | 'established' | 'closing' | 'closed';
+
+export interface MptcpSubflowInfo {
+  id: number;
+  role: 'initial' | 'join';
+  local: string;
+  remote: string;
+  fullyEstablished: boolean;
+  backup: boolean;
+  info: TcpInfo;
+}
+
+export interface MptcpInfo {
+  fallback: boolean;
+  checksum: boolean;
+  localToken: number;
+  remoteToken: number;
+  /** The peer set the C flag: no subflows to its initial address and port. */
+  peerCFlag: boolean;
+  bytesSent: number;
+  bytesReceived: number;
+  reinjectedBytes: number;
+  subflows: MptcpSubflowInfo[];
+}
+
+/** What the connection needs of the endpoint that made it. */
+export interface MptcpEndpointContext {
+  readonly counters: MptcpCounters;
+  now(): number;
+  /** The token is no longer ours (the connection closed). */
+  release(conn: MptcpConnection): void;
+}
+
+export class MptcpConnection {
+  readonly subflows: Subflow[] = [];
+  readonly localKey: bigint;
+  readonly localToken: number;
+  private readonly localIdsn: bigint;
+  remoteKey = 0n;
+  remoteToken = 0;
+  private remoteIdsn = 0n;
+  checksum: boolean;
+  /** Fallen back to plain TCP over the initial subflow (RFC 8684 §3.7: an infinite mapping). */
+  fallback = false;
+  /** The peer has mapped some data to us (after that, unmapped bytes are an error, not fallback). */
+  everMapped = false;
+  peerCFlag = false;
+  fastclosing = false;
+  socket: TcpSocket | undefined;
+  /** Called once when the connection is usable (client: SYN-ACK; server: third ACK). */
+  onReady: (() => void) | undefined;
+  readonly scheduler: Scheduler = lowestRttScheduler;
+  pm: PathManager | undefined;
+
+  private _state: MptcpState = 'connecting';
+  private _error: TcpErrorCode | undefined;
+
+  // Send side: sendBuf holds data offsets [sendBase, sendBase + sendBuf.length).
+  private readonly sendBuf: SendBuffer;
+  private sendBase = 0;
+  /** Next data offset never given to a subflow; DATA_ACKed up to sndUna; peer's window edge. */
+  private sndNxt = 0;
+  private sndUna = 0;
+  private wndRight = 0;
+  private readonly reinject: { dsn: number; length: number }[] = [];
+  private writeBlocked = false;
+  private finQueued = false;
+  private finAcked = false;
+  private dataFinAt = NEVER;
+  private dataFinRetries = 0;
+
+  // Receive side: data offsets, the buffer keyed by their low 32 bits.
+  private readonly rcv: ReceiveBuffer;
+  private rcvNxt = 0;
+  private peerFinOffset: number | undefined;
+  private peerFin = false;
+  /** Fallback: the data offset the next subflow byte carries. */
+  private infiniteNext = 0;
+
+  private bytesSent = 0;
+  private bytesReceived = 0;
+  private reinjectedBytes = 0;
+  private nextSubflowId = 0;
+
+  constructor(
+    readonly ctx: MptcpEndpointContext,
+    readonly config: Readonly<MptcpConfig>,
+    readonly role: 'client' | 'server',
+    key: { key: bigint; token: number; idsn: bigint },
+  ) {
+    this.localKey = key.key;
+    this.localToken = key.token;
+    this.localIdsn = key.idsn;
+    this.checksum = config.checksum;
+    this.sendBuf = new SendBuffer(config.sendBufferSize);
+    this.rcv = new ReceiveBuffer(config.recvBufferSize);
+  }
+
+  get counters(): MptcpCounters {
+    return this.ctx.counters;
+  }
+
+  now(): number {
+    return this.ctx.now();
+  }
+
+  get state(): string {
+    return this._state;
+  }
+
+  get error(): TcpErrorCode | undefined {
+    return this._error;
+  }
+
+  get initial(): Subflow | undefined {
+    return this.subflows.find((s) => s.role === 'initial');
+  }
+
+  newSubflowId(): number {
+    return this.nextSubflowId++;
+  }
+
+  add(sf: Subflow): void {
+    this.subflows.push(sf);
+  }
+
+  // ------------------------------------------------------------ keys and the wire
+
+  /** The peer's key arrived (SYN-ACK for a client, third ACK for a server). */
+  onPeerKey(key: bigint, checksum: boolean, cFlag: boolean): void {
+    this.remoteKey = key;
+    const m = keyMaterial(key);
+    this.remoteToken = m.token;
+    this.remoteIdsn = m.idsn;
+    if (checksum) this.checksum = true;
+    this.peerCFlag = cFlag;
+  }
+
+  /** The 64-bit DSN of our data offset `off`. */
+  wireDsn(off: number): bigint {
+    return dsnAdd(this.localIdsn, 1 + off);
+  }
+
+  get remoteIdsnPlus1(): bigint {
+    return dsnAdd(this.remoteIdsn, 1);
+  }
+
+  /** A received DSN as a 64-bit value (RFC 8684 §3.3.1: 4-byte DSNs are expanded near RCV.NXT). */
+  expandRemoteDsn(dsn: bigint, wide: boolean): bigint {
+    if (wide) return dsn;
+    return expandDsn32(Number(dsn), dsnAdd(this.remoteIdsn, 1 + this.rcvNxt));
+  }
+
+  /**
+   * The DSS every segment carries: DATA_ACK, and on segments without data the DATA_FIN while it
+   * is due (a mapping of its own: SSN 0, length 1, RFC 8684 §3.3.3).
+   */
+  ackDss(withFin = true): DssOption {
+    const ack = dsnAdd(this.remoteIdsn, 1 + this.rcvNxt);
+    const dss: DssOption = {
+      subtype: 'dss',
+      dataFin: false,
+      dataAck64: false,
+      dsn64: false,
+      dataAck: ack & 0xffff_ffffn,
+    };
+    if (withFin && this.finQueued && !this.finAcked && this.sndNxt === this.finOffset()) {
+      dss.dataFin = true;
+      dss.dsn64 = true;
+      dss.mapping = { dsn: this.wireDsn(this.finOffset()), ssn: 0, dataLevelLength: 1 };
+    }
+    return dss;
+  }
+
+  // ------------------------------------------------------------ life cycle
+
+  /** The initial subflow's handshake completed at the TCP level. */
+  onSubflowConnected(sf: Subflow): void {
+    if (sf.role !== 'initial' || this._state !== 'connecting') return;
+    this._state = 'established';
+    this.wndRight = this.sndUna + sf.conn.peerWindow;
+    this.counters.MPCurrEstab++;
+    if (!this.fallback && this.role === 'server') sf.fullyEstablished = true;
+    this.onReady?.();
+    this.socket?._onConnected();
+    if (!this.fallback) this.pm?.onEstablished(this, sf);
+    this.push();
+  }
+
+  /** The client saw the server speak MPTCP after the handshake. */
+  onFullyEstablished(): void {
+    // Nothing to do yet beyond what the subflow records; kept as the path manager's hook.
+  }
+
+  onJoinEstablished(sf: Subflow): void {
+    this.pm?.onSubflowEstablished(this, sf);
+    this.push();
+  }
+
+  /** Plain TCP from now on (RFC 8684 §3.7): only the initial subflow, an infinite mapping. */
+  fallBack(): void {
+    if (this.fallback) return;
+    this.fallback = true;
+    this.infiniteNext = this.rcvNxt;
+    for (const sf of this.subflows) if (sf.role !== 'initial') sf.handle?.conn.abort();
+  }
+
+  onFastclose(): void {
+    this.closeWith('ECONNRESET');
+    for (const sf of this.subflows) sf.handle?.conn.abort();
+  }
+
+  onSubflowFin(sf: Subflow): void {
+    if (this.fallback && sf.role === 'initial') {
+      this.peerFin = true;
+      this.rcvNxt = this.infiniteNext;
+      this.socket?._onReadable(true);
+      this.maybeFinished();
+      return;
+    }
+    // The peer closed this subflow: close ours too (its data, if any, is reinjected on close).
+    sf.handle?.conn.shutdown();
+  }
+
+  onSubflowClosed(sf: Subflow): void {
+    const i = this.subflows.indexOf(sf);
+    if (i >= 0) this.subflows.splice(i, 1);
+    const error = sf.handle?.conn.error;
+    if (this.fallback && sf.role === 'initial') {
+      this.closeWith(error);
+      return;
+    }
+    // Nothing lost: what it carried and the peer has not DATA_ACKed goes on another subflow.
+    for (const r of sf.unacked()) {
+      const start = Math.max(r.dsn, this.sndUna);
+      const end = r.dsn + r.length;
+      if (end > start) this.reinject.push({ dsn: start, length: end - start });
+    }
+    this.pm?.onSubflowClosed(this, sf);
+    if (this.subflows.length === 0) {
+      if (!(this.finAcked && this.peerFin)) this.closeWith(error ?? 'ECONNRESET');
+      else this.closeWith(undefined);
+      return;
+    }
+    this.freeAcked();
+    this.push();
+  }
+
+  private closeWith(error: TcpErrorCode | undefined): void {
+    if (this._state === 'closed') return;
+    const wasEstablished = this._state !== 'connecting';
+    this._state = 'closed';
+    this._error = error;
+    if (wasEstablished) this.counters.MPCurrEstab--;
+    this.ctx.release(this);
+    this.socket?._onClosed(error);
+  }
+
+  private maybeFinished(): void {
+    if (!(this.finAcked && this.peerFin) || this.fallback) return;
+    // Both DATA_FINs are through: close every subflow in order.
+    for (const sf of this.subflows) sf.handle?.conn.shutdown();
+    for (const sf of this.subflows) sf.handle?.kick();
+  }
+
+  // ------------------------------------------------------------ application side
+
+  write(data: Uint8Array): number {
+    if (this._state === 'closed' || this.finQueued) return 0;
+    const n = this.sendBuf.write(data);
+    if (n < data.length) this.writeBlocked = true;
+    return n;
+  }
+
+  read(max = Number.MAX_SAFE_INTEGER, oneChunk = false): Uint8Array | undefined {
+    if (this.rcv.readable === 0 || max <= 0) return undefined;
+    const out = this.rcv.read(max, oneChunk);
+    for (const sf of this.subflows) {
+      if (sf.handle === undefined || sf.closed) continue;
+      sf.conn.receiveSpaceGrew();
+    }
+    return out;
+  }
+
+  get readableLength(): number {
+    return this.rcv.readable;
+  }
+
+  /** Half-close: a DATA_FIN follows the written data (RFC 8684 §3.3.3). */
+  shutdown(): void {
+    if (this.finQueued || this._state === 'closed') return;
+    this.finQueued = true;
+    this.push();
+  }
+
+  /** Reset everything: MP_FASTCLOSE on a RST of every subflow (RFC 8684 §3.5). */
+  abort(): void {
+    if (this._state === 'closed') return;
+    if (!this.fallback && this._state !== 'connecting') this.fastclosing = true;
+    for (const sf of [...this.subflows]) {
+      sf.handle?.conn.abort();
+      sf.handle?.kick();
+    }
+    this.closeWith(undefined);
+  }
+
+  /** The application's socket asked to be served (it wrote or read). */
+  kick(): void {
+    this.push();
+    for (const sf of this.subflows) sf.handle?.kick();
+  }
+
+  info(): TcpInfo & { mptcp: MptcpInfo } {
+    const base = this.initial?.handle?.conn.info() ?? this.subflows[0]?.handle?.conn.info();
+    const subflows = this.subflows.flatMap((s) =>
+      s.handle === undefined
+        ? []
+        : [
+            {
+              id: s.id,
+              role: s.role,
+              local: `${formatAddress(s.handle.local)}:${s.handle.localPort}`,
+              remote: `${formatAddress(s.handle.remote)}:${s.handle.remotePort}`,
+              fullyEstablished: s.fullyEstablished,
+              backup: s.backup || s.peerBackup,
+              info: s.handle.conn.info(),
+            },
+          ],
+    );
+    const mptcp: MptcpInfo = {
+      fallback: this.fallback,
+      checksum: this.checksum,
+      localToken: this.localToken,
+      remoteToken: this.remoteToken,
+      peerCFlag: this.peerCFlag,
+      bytesSent: this.bytesSent,
+      bytesReceived: this.bytesReceived,
+      reinjectedBytes: this.reinjectedBytes,
+      subflows,
+    };
+    return { ...(base ?? EMPTY_INFO), mptcp };
+  }
+
+  // ------------------------------------------------------------ send side
+
+  /** Bytes [off, off + n) of the send buffer (a borrowed view). */
+  sendView(off: number, n: number): Uint8Array {
+    return this.sendBuf.view(off - this.sendBase, n);
+  }
+
+  private finOffset(): number {
+    return this.sendBase + this.sendBuf.length;
+  }
+
+  /**
+   * Gives unsent (and reinjected) data to subflows the scheduler picks, as much as each one's
+   * windows take now (Linux's __mptcp_push_pending), within the peer's data-level window.
+   */
+  push(): void {
+    if (this._state !== 'established') return;
+    const writeEnd = this.sendBase + this.sendBuf.length;
+    for (let guard = 0; guard < 10_000; guard++) {
+      const re = this.reinject[0];
+      let start: number;
+      let avail: number;
+      if (re !== undefined) {
+        if (re.dsn + re.length <= this.sndUna) {
+          this.reinject.shift();
+          continue;
+        }
+        start = Math.max(re.dsn, this.sndUna);
+        avail = re.dsn + re.length - start;
+      } else {
+        start = this.sndNxt;
+        avail = Math.min(writeEnd, this.fallback ? writeEnd : this.wndRight) - start;
+      }
+      if (avail <= 0) break;
+      const sf = this.fallback ? this.usableInitial() : this.scheduler.pick(this.subflows);
+      if (sf === undefined) break;
+      const room = sf.sendRoom;
+      const n = Math.min(avail, Math.max(room, sf.conn.mss), sf.conn.maxSegmentPayload, MAX_MAPPING);
+      if (n <= 0) break;
+      sf.assign(start, n);
+      if (re !== undefined) {
+        this.reinjectedBytes += n;
+        this.counters.reinjectedBytes += n;
+        this.counters.MPTCPRetrans++;
+        if (n >= avail) this.reinject.shift();
+        else {
+          re.length -= start + n - re.dsn;
+          re.dsn = start + n;
+        }
+      } else {
+        this.sndNxt += n;
+        this.bytesSent += n;
+      }
+    }
+    this.armDataFin();
+  }
+
+  private usableInitial(): Subflow | undefined {
+    const sf = this.initial;
+    return sf !== undefined && sf.sendRoom > 0 ? sf : undefined;
+  }
+
+  /**
+   * DATA_FIN once every byte is assigned: on the next ACK of each subflow, retransmitted on a
+   * timer. After fallback the subflow's own FIN is the DATA_FIN.
+   */
+  private armDataFin(): void {
+    if (this.fallback) {
+      if (this.finQueued && this.sndNxt === this.finOffset()) this.initial?.handle?.conn.shutdown();
+      return;
+    }
+    if (!this.finQueued || this.finAcked) return;
+    if (this.sndNxt !== this.finOffset() || this.dataFinAt !== NEVER) return;
+    this.dataFinAt = this.now() + DATA_FIN_RTO_MS;
+    for (const sf of this.subflows) if (sf.canCarryData()) sf.wantAck();
+  }
+
+  /** A DATA_ACK (RFC 8684 §3.3.2) with the window of its segment. */
+  onDataAck(wire: bigint, wide: boolean, _window: number, sf: Subflow): void {
+    const expected = this.wireDsn(this.sndUna);
+    const full = wide ? wire : expandDsn32(Number(wire), expected);
+    const off = Number(dsnDiff(full, dsnAdd(this.localIdsn, 1)));
+    const finEnd = this.finQueued ? this.finOffset() + 1 : this.sndNxt;
+    if (off > Math.max(this.sndNxt, finEnd) || off < this.sndUna - (1 << 30)) {
+      this.counters.dataAckInvalid++;
+      return;
+    }
+    if (off > this.sndUna) {
+      this.sndUna = Math.min(off, this.sendBase + this.sendBuf.length);
+      if (this.finQueued && off > this.finOffset()) this.finAcked = true;
+      this.freeAcked();
+    }
+    // RFC 8684 §3.3.4: the window is relative to the DATA_ACK; its right edge never moves left.
+    const right = Math.min(off, this.sndNxt) + sf.conn.peerWindow;
+    if (right > this.wndRight) this.wndRight = right;
+    if (this.finAcked) {
+      this.dataFinAt = NEVER;
+      this.maybeFinished();
+    }
+  }
+
+  /** A subflow's bytes were acknowledged at the TCP level. */
+  onSubflowAcked(sf: Subflow, n: number): void {
+    if (this.fallback && sf.role === 'initial') {
+      this.sndUna += n;
+      this.wndRight = this.sndUna + sf.conn.peerWindow;
+    }
+    this.freeAcked();
+  }
+
+  /** Frees send-buffer bytes every subflow is done with and the peer DATA_ACKed. */
+  private freeAcked(): void {
+    let low = this.sndUna;
+    for (const s of this.subflows) {
+      const d = s.lowestDsn();
+      if (d !== undefined && d < low) low = d;
+    }
+    for (const r of this.reinject) if (r.dsn < low) low = r.dsn;
+    if (low > this.sendBase) {
+      this.sendBuf.ack(low - this.sendBase);
+      this.sendBase = low;
+      if (this.writeBlocked) {
+        this.writeBlocked = false;
+        this.socket?._onWritable();
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ receive side
+
+  /** In-order subflow bytes with their DSN: place them in the data-level reassembly. */
+  receiveMapped(dsn: bigint, data: Uint8Array, dataFinAfter: boolean, sf: Subflow): void {
+    const off = Number(dsnDiff(dsn, this.remoteIdsnPlus1));
+    if (data.length > 0) this.place(off, data, sf);
+    if (dataFinAfter) this.onDataFinAt(off + data.length, sf);
+  }
+
+  /** A DATA_FIN at 64-bit DSN `dsn`. */
+  onDataFin(dsn: bigint, sf: Subflow): void {
+    this.onDataFinAt(Number(dsnDiff(dsn, this.remoteIdsnPlus1)), sf);
+  }
+
+  /** Fallback: subflow bytes are the data stream itself. */
+  receiveInfinite(data: Uint8Array): void {
+    const initial = this.initial;
+    if (initial === undefined) return;
+    this.place(this.infiniteNext, data, initial);
+    this.infiniteNext += data.length;
+  }
+
+  private place(off: number, data: Uint8Array, sf: Subflow): void {
+    let at = off;
+    let bytes = data;
+    const skip = this.rcvNxt - at;
+    if (skip >= bytes.length) {
+      this.counters.DuplicateData++;
+      sf.wantAck();
+      return;
+    }
+    if (skip > 0) {
+      bytes = bytes.subarray(skip);
+      at = this.rcvNxt;
+    }
+    const room = this.rcv.window - (at - this.rcvNxt);
+    if (room <= 0) {
+      this.counters.rcvBufferFullDrops++;
+      return;
+    }
+    if (bytes.length > room) bytes = bytes.subarray(0, room);
+    if (at > this.rcvNxt) this.counters.OFOQueue++;
+    const r = this.rcv.insert(this.rcvNxt >>> 0, at >>> 0, bytes);
+    if (r.advance === 0) return;
+    this.rcvNxt += r.advance;
+    this.bytesReceived += r.advance;
+    if (this.fallback) this.infiniteNext = Math.max(this.infiniteNext, this.rcvNxt);
+    this.checkPeerFin(sf);
+    this.socket?._onReadable(this.peerFin);
+  }
+
+  private onDataFinAt(off: number, sf: Subflow): void {
+    if (this.peerFinOffset === undefined) this.peerFinOffset = off;
+    this.checkPeerFin(sf);
+    // Every DATA_FIN is answered, so a retransmitted one learns our DATA_ACK covers it.
+    sf.wantAck();
+  }
+
+  private checkPeerFin(sf: Subflow): void {
+    if (this.peerFin || this.peerFinOffset === undefined || this.rcvNxt !== this.peerFinOffset) return;
+    this.peerFin = true;
+    this.rcvNxt += 1; // the DATA_FIN takes one data sequence number
+    for (const s of this.subflows) if (s !== sf && s.canCarryData()) s.wantAck();
+    this.socket?._onReadable(true);
+    this.maybeFinished();
+  }
+
+  // ------------------------------------------------------------ ADD_ADDR (RFC 8684 §3.4.1)
+
+  /** Our ADD_ADDR's HMAC (key: ours then the peer's). */
+  addAddrHmacFor(id: number, address: Uint8Array, port: number | undefined): bigint {
+    return addAddrHmac(this.localKey, this.remoteKey, id, address, port);
+  }
+
+  onAddAddr(sf: Subflow, opt: AddAddrOption): void {
+    if (opt.echo) {
+      this.counters.EchoAdd++;
+      this.pm?.onAddAddrEcho(this, opt);
+      return;
+    }
+    const expected = addAddrHmac(this.remoteKey, this.localKey, opt.addressId, opt.address, opt.port);
+    if (expected !== opt.truncatedHmac) {
+      this.counters.addAddrBadHmac++;
+      this.counters.AddAddrDrop++;
+      return;
+    }
+    this.counters.AddAddr++;
+    if (opt.port !== undefined) this.counters.PortAdd++;
+    // Echo it (RFC 8684 §3.4.1) whether or not we use it, so the sender stops retransmitting.
+    sf.signal({
+      subtype: 'add_addr',
+      echo: true,
+      addressId: opt.addressId,
+      address: opt.address,
+      ...(opt.port === undefined ? {} : { port: opt.port }),
+    });
+    this.counters.EchoAddTx++;
+    this.pm?.onAddAddr(this, opt);
+  }
+
+  // ------------------------------------------------------------ timers (driven by subflows)
+
+  beforeDispatch(sf: Subflow, now: number): void {
+    if (now >= this.dataFinAt) {
+      if (this.dataFinRetries >= DATA_FIN_RETRIES) {
+        this.dataFinAt = NEVER;
+      } else {
+        this.dataFinRetries++;
+        this.dataFinAt = now + DATA_FIN_RTO_MS * 2 ** this.dataFinRetries;
+        for (const s of this.subflows) if (s.canCarryData()) s.wantAck();
+      }
+    }
+    this.pm?.onTimer(this, sf, now);
+    if (sf.role === 'initial' || sf.fullyEstablished) this.push();
+  }
+
+  pollAt(): number {
+    return Math.min(this.dataFinAt, this.pm?.pollAt(this) ?? NEVER);
+  }
+}
+
+const EMPTY_INFO: TcpInfo = {
+  state: 'CLOSED',
+  localMss: 0,
+  peerMss: undefined,
+  sendMss: 0,
+  sndWindowScale: undefined,
+  rcvWindowScale: undefined,
+  sack: false,
+  timestamps: false,
+  congestion: '',
+  cwnd: 0,
+  ssthresh: 0,
+  srtt: undefined,
+  rttvar: undefined,
+  rto: 0,
+  sndWnd: 0,
+  rcvWnd: 0,
+  bytesSent: 0,
+  bytesRetransmitted: 0,
+  bytesAcked: 0,
+  bytesReceived: 0,
+  retransmitSegments: 0,
+  unsentBytes: 0,
+  unreadBytes: 0,
+  error: undefined,
+};

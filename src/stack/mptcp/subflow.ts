@@ -1,0 +1,644 @@
+/**
+ * One MPTCP subflow (RFC 8684 §3.1-3.3): the TCP engine's hooks (which MPTCP options each
+ * segment carries, what received options mean), its send queue (DSS mappings into the
+ * connection's send buffer, never copied) and its event owner (reading its in-order bytes into
+ * the connection's data-level reassembly). Linux's net/mptcp/subflow.c plus the per-subflow half
+ * of options.c. The connection-level logic is connection.ts's; this file never decides policy.
+ */
+import type { TcpConnection } from '../tcp/connection.js';
+import {
+  type HookVerdict,
+  type ReceivedKind,
+  type SendQueue,
+  type SubflowHooks,
+  TcpEvent,
+} from '../tcp/types.js';
+import { dssChecksum } from '../wire/dss-checksum.js';
+import { MP_TCPRST_REASON, type MptcpOption } from '../wire/mptcp-options.js';
+import { mptcpOptionSpace } from '../wire/option-space.js';
+import { dsnAdd, seqAdd, seqDiff } from '../wire/seqnum.js';
+import { TCP_ACK, TCP_RST, TCP_SYN, type TcpFields, type TcpHeader } from '../wire/tcp.js';
+import type { MptcpConnection } from './connection.js';
+import { joinAckHmac, joinHmac, randomNonce, timingSafeEqual } from './crypto.js';
+import { RxMappings } from './rx-mappings.js';
+import { TxMappings } from './tx-mappings.js';
+import type { SubflowHandle, SubflowOwner } from './types.js';
+
+/** DSS on a data segment: 32-bit DATA_ACK, 64-bit DSN, SSN, length, checksum: 4+4+8+4+2+2 = 24. */
+export const DSS_DATA_OPTION_SPACE = 24;
+/** RFC 8684 §3.2: the initiator retransmits the third ACK until the fourth arrives (ms, doubling). */
+const JOIN_ACK_RETRANSMIT_MS = 500;
+const JOIN_ACK_RETRIES = 5;
+const NEVER = Number.POSITIVE_INFINITY;
+const NO_DATA = new Uint8Array(0);
+
+export type SubflowRole = 'initial' | 'join';
+
+/** Where an MP_JOIN subflow stands (RFC 8684 §3.2). */
+interface JoinState {
+  localNonce: number;
+  remoteNonce: number;
+  /** Our address ID for this subflow's local address, and the peer's for its remote one. */
+  localAddressId: number;
+  remoteAddressId: number;
+  /** Initiator: the 160-bit HMAC of our third ACK, sent until the fourth ACK arrives. */
+  ackHmac: Uint8Array | undefined;
+  ackRetries: number;
+  ackAt: number;
+}
+
+export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
+  readonly dataOptionSpace = DSS_DATA_OPTION_SPACE;
+  handle: SubflowHandle | undefined;
+  /** MP_PRIO backup (ours) / the peer's. */
+  backup = false;
+  peerBackup = false;
+  /**
+   * Fully established (RFC 8684 §3.1/§3.2): an initial subflow once the peer spoke MPTCP after
+   * the handshake (a DSS, or the third ACK for a server); a join once the fourth ACK arrived.
+   * Join subflows carry no data before it.
+   */
+  fullyEstablished = false;
+  /** The TCP connection reached CLOSED. */
+  closed = false;
+  /** MP_TCPRST reason on our next RST (RFC 8684 §3.6). */
+  rstReason: number | undefined;
+  readonly join: JoinState | undefined;
+
+  private tx: TxMappings | undefined;
+  /** First subflow byte still held (the engine's send-queue offset 0). */
+  private txBase = 0;
+  private readonly rx = new RxMappings();
+  /** Relative SSN of the next in-order subflow byte to place. */
+  private rxSsn = 1;
+  /** The peer sent a DSS on this subflow (for fallback detection). */
+  private sawDss = false;
+  /** An ACK must go out on the next dispatch (the fourth ACK of a join, an echo, ...). */
+  private ackWanted = false;
+  /** Signalling options to send on a pure ACK of their own (ADD_ADDR and its echo, ...). */
+  private readonly signals: MptcpOption[] = [];
+  /** DSS checksums of the mappings we sent, by mapping start SSN (absolute). */
+  private readonly txChecksums = new Map<number, number>();
+
+  constructor(
+    readonly mp: MptcpConnection,
+    readonly id: number,
+    readonly role: SubflowRole,
+    /** We opened it (SYN sender). */
+    readonly active: boolean,
+    join?: { localAddressId: number; remoteAddressId?: number; remoteNonce?: number; backup?: boolean },
+  ) {
+    if (join !== undefined) {
+      this.join = {
+        localNonce: randomNonce(),
+        remoteNonce: join.remoteNonce ?? 0,
+        localAddressId: join.localAddressId,
+        remoteAddressId: join.remoteAddressId ?? 0,
+        ackHmac: undefined,
+        ackRetries: 0,
+        ackAt: NEVER,
+      };
+      this.peerBackup = join.backup ?? false;
+    }
+  }
+
+  get conn(): TcpConnection {
+    return this.handle!.conn;
+  }
+
+  /** The iface placed the subflow's TCP connection. */
+  attach(handle: SubflowHandle): void {
+    this.handle = handle;
+    this.txBase = seqAdd(handle.conn.initialSendSeq, 1);
+    this.tx = new TxMappings(this.txBase);
+  }
+
+  // ------------------------------------------------------------ what the scheduler sees
+
+  get srtt(): number | undefined {
+    return this.handle?.conn.srtt;
+  }
+
+  /** Room for new data: 0 unless the subflow may carry data now. */
+  get sendRoom(): number {
+    if (this.closed || this.handle === undefined || !this.canCarryData()) return 0;
+    return this.handle.conn.sendRoom;
+  }
+
+  canCarryData(): boolean {
+    if (this.closed || this.rstReason !== undefined) return false;
+    return this.role === 'initial' || this.fullyEstablished;
+  }
+
+  // ------------------------------------------------------------ send queue (engine side)
+
+  get length(): number {
+    return this.tx === undefined ? 0 : seqDiff(this.tx.end, this.txBase);
+  }
+
+  get free(): number {
+    return 0;
+  }
+
+  /** The application never writes to a subflow; the connection assigns data with `assign`. */
+  write(): number {
+    return 0;
+  }
+
+  ack(n: number): void {
+    if (this.tx === undefined || n <= 0) return;
+    this.txBase = seqAdd(this.txBase, n);
+    this.tx.ack(this.txBase);
+    for (const ssn of this.txChecksums.keys()) {
+      const m = this.tx.at(ssn);
+      if (m === undefined || m.ssn !== ssn) this.txChecksums.delete(ssn);
+    }
+    this.mp.onSubflowAcked(this, n);
+  }
+
+  view(offset: number, n: number): Uint8Array {
+    const ssn = seqAdd(this.txBase, offset);
+    const m = this.tx?.at(ssn);
+    if (m === undefined) return NO_DATA;
+    return this.mp.sendView(m.dsn + seqDiff(ssn, m.ssn), n);
+  }
+
+  segmentLimit(offset: number): number {
+    return this.tx?.contiguousFrom(seqAdd(this.txBase, offset)) ?? 0;
+  }
+
+  /** The connection gives this subflow data-level bytes [dsn, dsn + length). */
+  assign(dsn: number, length: number): void {
+    this.tx!.push(dsn, length);
+    this.handle!.kick();
+  }
+
+  /** Data-level ranges this subflow still holds unacknowledged (reinjected when it dies). */
+  unacked(): { dsn: number; length: number }[] {
+    return this.tx?.unacked(this.txBase) ?? [];
+  }
+
+  /** The lowest data-level byte this subflow may still have to (re)send. */
+  lowestDsn(): number | undefined {
+    return this.tx?.lowestDsn();
+  }
+
+  // ------------------------------------------------------------ outgoing options
+
+  onSend(h: TcpFields, payloadLength: number, spaceLeft: number): void {
+    const mp = this.mp;
+    const flags = h.flags;
+    const push = (option: MptcpOption) => h.options.push({ type: 'mptcp', option });
+    if ((flags & TCP_RST) !== 0) {
+      if (mp.fastclosing) {
+        push({ subtype: 'mp_fastclose', receiverKey: mp.remoteKey });
+        mp.counters.MPFastcloseTx++;
+      }
+      if (this.rstReason !== undefined) {
+        push({
+          subtype: 'mp_tcprst',
+          flagU: false,
+          flagV: false,
+          flagW: false,
+          transient: false,
+          reason: this.rstReason,
+        });
+        mp.counters.MPRstTx++;
+      }
+      return;
+    }
+    if ((flags & TCP_SYN) !== 0) {
+      this.synOptions((flags & TCP_ACK) !== 0, push);
+      return;
+    }
+    if (mp.fallback) return;
+    const j = this.join;
+    if (j !== undefined) {
+      // The initiator's third ACK rides on every segment until the fourth ACK arrives.
+      if (j.ackHmac !== undefined) {
+        push({ subtype: 'mp_join', form: 'ack', senderHmac: j.ackHmac });
+        return;
+      }
+    } else if (this.active && !this.fullyEstablished) {
+      // RFC 8684 §3.1: the client repeats MP_CAPABLE (both keys) until the server speaks MPTCP;
+      // its first data segment carries the first mapping in it (DSN IDSN+1, SSN 1).
+      const rel = seqDiff(h.seqNumber, this.conn.initialSendSeq);
+      if (payloadLength === 0 || rel === 1) {
+        const m = payloadLength > 0 ? this.tx?.at(h.seqNumber) : undefined;
+        push({
+          subtype: 'mp_capable',
+          version: 1,
+          checksumRequired: mp.checksum,
+          extensibility: false,
+          noJoinToSource: false,
+          extensionFlags: 0,
+          hmacSha256: true,
+          senderKey: mp.localKey,
+          receiverKey: mp.remoteKey,
+          ...(m === undefined
+            ? {}
+            : mp.checksum
+              ? { dataLevelLength: m.length, checksum: this.mappingChecksum(m.ssn, m.dsn, m.length) }
+              : { dataLevelLength: m.length }),
+        });
+        return;
+      }
+    }
+    if (payloadLength > 0) {
+      push(this.dataDss(h.seqNumber));
+      return;
+    }
+    // A pure ACK: a pending signal goes alone (as Linux sends ADD_ADDR), else DATA_ACK (+ DATA_FIN).
+    const signal = this.signals.shift();
+    if (signal !== undefined && spaceLeft >= mptcpOptionSpace(signal)) {
+      push(signal);
+      if (this.signals.length > 0) this.ackWanted = true;
+      return;
+    }
+    if (signal !== undefined) mp.counters.AddAddrTxDrop++;
+    push(mp.ackDss());
+  }
+
+  private synOptions(synAck: boolean, push: (o: MptcpOption) => void): void {
+    const mp = this.mp;
+    const j = this.join;
+    if (j === undefined) {
+      if (mp.fallback) return;
+      push({
+        subtype: 'mp_capable',
+        version: 1,
+        checksumRequired: mp.checksum,
+        extensibility: false,
+        noJoinToSource: synAck && mp.config.cFlag,
+        extensionFlags: 0,
+        hmacSha256: true,
+        ...(synAck ? { senderKey: mp.localKey } : {}),
+      });
+      if (!synAck) mp.counters.MPCapableSYNTX++;
+      return;
+    }
+    if (!synAck) {
+      push({
+        subtype: 'mp_join',
+        form: 'syn',
+        backup: this.backup,
+        addressId: j.localAddressId,
+        receiverToken: mp.remoteToken,
+        senderNonce: j.localNonce,
+      });
+      mp.counters.MPJoinSynTx++;
+      return;
+    }
+    const hmac = joinHmac(mp.localKey, mp.remoteKey, j.localNonce, j.remoteNonce);
+    push({
+      subtype: 'mp_join',
+      form: 'syn_ack',
+      backup: this.backup,
+      addressId: j.localAddressId,
+      senderTruncatedHmac: hmac.readBigUInt64BE(0),
+      senderNonce: j.localNonce,
+    });
+  }
+
+  /** DSS for a data segment at subflow sequence number `seq`: DATA_ACK and its mapping. */
+  private dataDss(seq: number): MptcpOption {
+    const mp = this.mp;
+    const m = this.tx?.at(seq);
+    const dss = mp.ackDss(false);
+    if (m === undefined) return dss;
+    const rel = seqDiff(m.ssn, this.conn.initialSendSeq) >>> 0;
+    dss.dsn64 = true;
+    dss.mapping = mp.checksum
+      ? {
+          dsn: mp.wireDsn(m.dsn),
+          ssn: rel,
+          dataLevelLength: m.length,
+          checksum: this.mappingChecksum(m.ssn, m.dsn, m.length),
+        }
+      : { dsn: mp.wireDsn(m.dsn), ssn: rel, dataLevelLength: m.length };
+    return dss;
+  }
+
+  /** The DSS checksum of one of our mappings (RFC 8684 §3.3.1), computed once per mapping. */
+  private mappingChecksum(ssn: number, dsn: number, length: number): number {
+    let sum = this.txChecksums.get(ssn);
+    if (sum === undefined) {
+      const rel = seqDiff(ssn, this.conn.initialSendSeq) >>> 0;
+      const data = this.mp.sendView(dsn, length);
+      sum = dssChecksum(this.mp.wireDsn(dsn), rel, length, data, 0, data.length);
+      this.txChecksums.set(ssn, sum);
+    }
+    return sum;
+  }
+
+  /** Queue a signalling option (ADD_ADDR, its echo, MP_PRIO, REMOVE_ADDR) for a pure ACK. */
+  signal(option: MptcpOption): void {
+    this.signals.push(option);
+    this.ackWanted = true;
+    this.handle?.kick();
+  }
+
+  /** Ask for an ACK on the next dispatch (a DATA_ACK or DATA_FIN to carry). */
+  wantAck(): void {
+    this.ackWanted = true;
+    this.handle?.kick();
+  }
+
+  // ------------------------------------------------------------ incoming options
+
+  onReceive(h: TcpHeader, payloadLength: number, kind: ReceivedKind): HookVerdict {
+    const mp = this.mp;
+    const c = mp.counters;
+    let mpc: Extract<MptcpOption, { subtype: 'mp_capable' }> | undefined;
+    let join: Extract<MptcpOption, { subtype: 'mp_join' }> | undefined;
+    let dss: Extract<MptcpOption, { subtype: 'dss' }> | undefined;
+    for (const o of h.options) {
+      if (o.type === 'mptcp-invalid') {
+        c.mptcpOptionInvalid++;
+        continue;
+      }
+      if (o.type !== 'mptcp') continue;
+      const opt = o.option;
+      switch (opt.subtype) {
+        case 'mp_capable':
+          mpc = opt;
+          break;
+        case 'mp_join':
+          join = opt;
+          break;
+        case 'dss':
+          dss = opt;
+          break;
+        case 'add_addr':
+          if (kind === 'segment' || kind === 'third-ack') mp.onAddAddr(this, opt);
+          break;
+        case 'remove_addr':
+          c.RmAddr++;
+          break;
+        case 'mp_prio':
+          c.MPPrioRx++;
+          this.peerBackup = opt.backup;
+          break;
+        case 'mp_fastclose':
+          c.MPFastcloseRx++;
+          if (opt.receiverKey === mp.localKey) mp.onFastclose();
+          break;
+        case 'mp_tcprst':
+          c.MPRstRx++;
+          break;
+        case 'mp_fail':
+          c.MPFailRx++;
+          break;
+        default:
+          break;
+      }
+    }
+    switch (kind) {
+      case 'syn':
+        return 'accept'; // the endpoint read the SYN's MP_CAPABLE / MP_JOIN before making us
+      case 'rst':
+        return 'accept';
+      case 'syn-ack':
+        return this.onSynAck(mpc, join);
+      case 'third-ack':
+        return this.onThirdAck(mpc, join, dss, h, payloadLength);
+      default:
+        if (mpc !== undefined && !this.active && this.role === 'initial') this.mpcData(mpc, payloadLength);
+        return this.onSegment(dss, h, payloadLength);
+    }
+  }
+
+  private onSynAck(
+    mpc: Extract<MptcpOption, { subtype: 'mp_capable' }> | undefined,
+    join: Extract<MptcpOption, { subtype: 'mp_join' }> | undefined,
+  ): HookVerdict {
+    const mp = this.mp;
+    const j = this.join;
+    if (j === undefined) {
+      if (mpc === undefined || mpc.senderKey === undefined || !mpc.hmacSha256 || mpc.extensibility) {
+        mp.counters.MPCapableFallbackSYNACK++;
+        mp.fallBack();
+        return 'accept';
+      }
+      mp.counters.MPCapableSYNACKRX++;
+      mp.onPeerKey(mpc.senderKey, mpc.checksumRequired, mpc.noJoinToSource);
+      return 'accept';
+    }
+    if (join === undefined || join.form !== 'syn_ack') {
+      this.rstReason = MP_TCPRST_REASON.mptcpSpecific;
+      return 'reset';
+    }
+    const expected = joinHmac(mp.remoteKey, mp.localKey, join.senderNonce, j.localNonce).readBigUInt64BE(0);
+    if (expected !== join.senderTruncatedHmac) {
+      mp.counters.MPJoinSynAckHMacFailure++;
+      this.rstReason = MP_TCPRST_REASON.mptcpSpecific;
+      return 'reset';
+    }
+    mp.counters.MPJoinSynAckRx++;
+    j.remoteNonce = join.senderNonce;
+    j.remoteAddressId = join.addressId;
+    this.peerBackup = join.backup;
+    j.ackHmac = joinAckHmac(mp.localKey, mp.remoteKey, j.localNonce, j.remoteNonce);
+    j.ackAt = mp.now() + JOIN_ACK_RETRANSMIT_MS;
+    return 'accept';
+  }
+
+  private onThirdAck(
+    mpc: Extract<MptcpOption, { subtype: 'mp_capable' }> | undefined,
+    join: Extract<MptcpOption, { subtype: 'mp_join' }> | undefined,
+    dss: Extract<MptcpOption, { subtype: 'dss' }> | undefined,
+    h: TcpHeader,
+    payloadLength: number,
+  ): HookVerdict {
+    const mp = this.mp;
+    const j = this.join;
+    if (j !== undefined) {
+      if (join === undefined || join.form !== 'ack') {
+        this.rstReason = MP_TCPRST_REASON.mptcpSpecific;
+        return 'reset';
+      }
+      const expected = joinAckHmac(mp.remoteKey, mp.localKey, j.remoteNonce, j.localNonce);
+      if (!timingSafeEqual(Buffer.from(expected), Buffer.from(join.senderHmac))) {
+        mp.counters.MPJoinAckHMacFailure++;
+        this.rstReason = MP_TCPRST_REASON.mptcpSpecific;
+        return 'reset';
+      }
+      mp.counters.MPJoinAckRx++;
+      this.fullyEstablished = true;
+      this.ackWanted = true; // the fourth ACK (RFC 8684 §3.2)
+      return 'accept';
+    }
+    if (mp.fallback) return 'accept';
+    if (mpc === undefined || mpc.senderKey === undefined || mpc.receiverKey !== mp.localKey) {
+      // No MPTCP in the third ACK: a middlebox stripped it, fall back (RFC 8684 §3.7).
+      mp.counters.MPCapableFallbackACK++;
+      mp.fallBack();
+      return 'accept';
+    }
+    mp.counters.MPCapableACKRX++;
+    mp.onPeerKey(mpc.senderKey, mpc.checksumRequired || mp.checksum, false);
+    this.fullyEstablished = true;
+    this.mpcData(mpc, payloadLength);
+    if (dss !== undefined) return this.onSegment(dss, h, payloadLength);
+    return 'accept';
+  }
+
+  /** MP_CAPABLE with data: the client's first data, DSN = IDSN + 1 at SSN 1 (RFC 8684 §3.1). */
+  private mpcData(mpc: Extract<MptcpOption, { subtype: 'mp_capable' }>, payloadLength: number): void {
+    if (mpc.dataLevelLength === undefined || payloadLength === 0) return;
+    this.sawDss = true;
+    this.addMapping({
+      ssn: 1,
+      dsn: this.mp.remoteIdsnPlus1,
+      dataLevelLength: mpc.dataLevelLength,
+      dataFin: false,
+      ...(mpc.checksum === undefined ? {} : { checksum: mpc.checksum }),
+    });
+  }
+
+  private onSegment(
+    dss: Extract<MptcpOption, { subtype: 'dss' }> | undefined,
+    h: TcpHeader,
+    payloadLength: number,
+  ): HookVerdict {
+    const mp = this.mp;
+    if (mp.fallback) return 'accept';
+    const j = this.join;
+    if (j !== undefined && j.ackHmac !== undefined && this.active) {
+      // Any acceptable ACK after our third ACK is the fourth ACK.
+      j.ackHmac = undefined;
+      j.ackAt = NEVER;
+      this.fullyEstablished = true;
+      mp.onJoinEstablished(this);
+    }
+    if (dss === undefined) {
+      if (payloadLength > 0 && this.role === 'initial' && !this.sawDss && !mp.everMapped) {
+        // Data without DSS before any mapping: the options were stripped; fall back (RFC 8684 §3.7).
+        mp.counters.DssFallback++;
+        mp.fallBack();
+      }
+      return 'accept';
+    }
+    this.sawDss = true;
+    if (!this.fullyEstablished) {
+      this.fullyEstablished = true;
+      if (this.role === 'initial') mp.onFullyEstablished();
+    }
+    if (dss.dataAck !== undefined) mp.onDataAck(dss.dataAck, dss.dataAck64, h.window, this);
+    const m = dss.mapping;
+    if (m !== undefined) {
+      const dsn = mp.expandRemoteDsn(m.dsn, dss.dsn64);
+      if (dss.dataFin && m.ssn === 0 && m.dataLevelLength === 1) {
+        mp.onDataFin(dsn, this); // a DATA_FIN on its own (RFC 8684 §3.3.3)
+      } else {
+        const r = this.addMapping({
+          ssn: m.ssn,
+          dsn,
+          dataLevelLength: m.dataLevelLength,
+          dataFin: dss.dataFin,
+          ...(m.checksum === undefined ? {} : { checksum: m.checksum }),
+        });
+        if (r === 'fin-only') mp.onDataFin(dsnAdd(dsn, m.dataLevelLength - 1), this);
+        if (r === 'conflict') {
+          mp.counters.DSSNotMatching++;
+          this.rstReason = MP_TCPRST_REASON.mptcpSpecific;
+          return 'reset';
+        }
+      }
+    }
+    return 'accept';
+  }
+
+  private addMapping(m: Parameters<RxMappings['add']>[0]): ReturnType<RxMappings['add']> {
+    const r = this.rx.add(m);
+    if (r === 'full') this.mp.counters.mappingTableFull++;
+    else if (r === 'invalid') this.mp.counters.mappingInvalid++;
+    else if (r === 'added') this.mp.everMapped = true;
+    return r;
+  }
+
+  // ------------------------------------------------------------ events from the iface
+
+  onEvents(events: number): void {
+    const mp = this.mp;
+    if ((events & TcpEvent.CONNECTED) !== 0) mp.onSubflowConnected(this);
+    if ((events & (TcpEvent.READABLE | TcpEvent.PEER_FIN)) !== 0) this.pull();
+    if ((events & TcpEvent.PEER_FIN) !== 0) mp.onSubflowFin(this);
+    if ((events & TcpEvent.ACKED) !== 0) mp.push();
+  }
+
+  beforeDispatch(now: number): void {
+    const j = this.join;
+    if (j !== undefined && now >= j.ackAt) {
+      if (j.ackRetries >= JOIN_ACK_RETRIES) {
+        j.ackAt = NEVER;
+        this.rstReason = MP_TCPRST_REASON.mptcpSpecific;
+        this.conn.abort();
+        return;
+      }
+      j.ackRetries++;
+      j.ackAt = now + JOIN_ACK_RETRANSMIT_MS * 2 ** j.ackRetries;
+      this.ackWanted = true;
+    }
+    this.mp.beforeDispatch(this, now);
+    if (this.ackWanted) {
+      this.ackWanted = false;
+      this.conn.requestAck();
+    }
+  }
+
+  pollAt(): number {
+    return Math.min(this.join?.ackAt ?? NEVER, this.mp.pollAt());
+  }
+
+  onClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.mp.onSubflowClosed(this);
+  }
+
+  /** Reads the subflow's in-order bytes into the connection's data-level reassembly. */
+  private pull(): void {
+    const conn = this.conn;
+    const mp = this.mp;
+    for (let guard = 0; guard < 100_000; guard++) {
+      const chunk = conn.read(Number.MAX_SAFE_INTEGER, true);
+      if (chunk === undefined) return;
+      if (mp.fallback) {
+        mp.receiveInfinite(chunk);
+        continue;
+      }
+      const pieces = this.rx.resolve(this.rxSsn, chunk.length);
+      let at = 0;
+      for (const p of pieces) {
+        const data = chunk.subarray(at, at + p.length);
+        if (mp.checksum && p.mapping.checksum !== undefined) {
+          if (this.rx.accumulate(p.mapping, data) === 'bad') {
+            mp.counters.DataCsumErr++;
+            this.rstReason = MP_TCPRST_REASON.mptcpSpecific;
+            conn.abort();
+            return;
+          }
+        }
+        mp.receiveMapped(p.dsn, data, p.dataFin, this);
+        at += p.length;
+      }
+      if (at < chunk.length) {
+        if (!mp.everMapped && this.role === 'initial') {
+          // The peer never mapped anything: it is not speaking MPTCP after all (infinite mapping).
+          mp.counters.DssFallback++;
+          mp.fallBack();
+          mp.receiveInfinite(chunk.subarray(at));
+        } else {
+          // Bytes no mapping covers on an MPTCP subflow: protocol error, reset this subflow.
+          mp.counters.DSSNoMatchTCP++;
+          this.rstReason = MP_TCPRST_REASON.mptcpSpecific;
+          conn.abort();
+          return;
+        }
+      }
+      this.rxSsn = seqAdd(this.rxSsn, chunk.length);
+      this.rx.consume(this.rxSsn);
+    }
+  }
+}
