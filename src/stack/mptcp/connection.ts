@@ -474,6 +474,30 @@ export class MptcpConnection {
     }
   }
 
+  /** After an ACK: the window its segment carried, relative to the DATA_ACK (RFC 8684 §3.3.4). */
+  refreshWindow(sf: Subflow): void {
+    const right = this.sndUna + sf.conn.peerWindow;
+    if (right > this.wndRight) this.wndRight = right;
+  }
+
+  /** The connection-level receive space every subflow advertises. */
+  receiveSpace(): number {
+    return this.rcv.window;
+  }
+
+  /** REMOVE_ADDR (RFC 8684 §3.4.2): the peer's address IDs are gone; close subflows to them. */
+  onRemoveAddr(ids: readonly number[]): void {
+    this.counters.RmAddr++;
+    for (const sf of [...this.subflows]) {
+      const id = sf.join?.remoteAddressId ?? 0;
+      if (!ids.includes(id) || sf.closed) continue;
+      // The initial subflow is the peer's address 0 only; a join to it has id 0 as well.
+      this.counters.RmSubflow++;
+      sf.handle?.conn.abort();
+      sf.handle?.kick();
+    }
+  }
+
   /** A subflow's bytes were acknowledged at the TCP level. */
   onSubflowAcked(sf: Subflow, n: number): void {
     if (this.fallback && sf.role === 'initial') {

@@ -29,6 +29,8 @@ export const DSS_DATA_OPTION_SPACE = 24;
 /** RFC 8684 §3.2: the initiator retransmits the third ACK until the fourth arrives (ms, doubling). */
 const JOIN_ACK_RETRANSMIT_MS = 500;
 const JOIN_ACK_RETRIES = 5;
+/** SYNs with MP_CAPABLE before the rest go without it (Linux: the original and 2 retries). */
+const SYN_TRIES_WITH_MPTCP = 3;
 const NEVER = Number.POSITIVE_INFINITY;
 const NO_DATA = new Uint8Array(0);
 
@@ -48,7 +50,6 @@ interface JoinState {
 }
 
 export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
-  readonly dataOptionSpace = DSS_DATA_OPTION_SPACE;
   handle: SubflowHandle | undefined;
   /** MP_PRIO backup (ours) / the peer's. */
   backup = false;
@@ -77,6 +78,8 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   private ackWanted = false;
   /** Signalling options to send on a pure ACK of their own (ADD_ADDR and its echo, ...). */
   private readonly signals: MptcpOption[] = [];
+  /** SYNs sent with MP_CAPABLE (the initial subflow of an active open). */
+  private synsSent = 0;
   /** DSS checksums of the mappings we sent, by mapping start SSN (absolute). */
   private readonly txChecksums = new Map<number, number>();
 
@@ -104,6 +107,16 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
 
   get conn(): TcpConnection {
     return this.handle!.conn;
+  }
+
+  /** Room for the DSS on every data segment; none once the connection fell back to TCP. */
+  get dataOptionSpace(): number {
+    return this.mp.fallback ? 0 : DSS_DATA_OPTION_SPACE;
+  }
+
+  /** RFC 8684 §3.3.4: a subflow advertises the connection-level receive window. */
+  receiveSpace(): number {
+    return this.mp.receiveSpace();
   }
 
   /** The iface placed the subflow's TCP connection. */
@@ -264,6 +277,12 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     const j = this.join;
     if (j === undefined) {
       if (mp.fallback) return;
+      if (!synAck && ++this.synsSent > SYN_TRIES_WITH_MPTCP) {
+        // A middlebox may drop SYNs with unknown options: retry as plain TCP (RFC 8684 §3.1).
+        mp.counters.MPCapableSYNTXDrop++;
+        mp.fallBack();
+        return;
+      }
       push({
         subtype: 'mp_capable',
         version: 1,
@@ -373,7 +392,7 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
           if (kind === 'segment' || kind === 'third-ack') mp.onAddAddr(this, opt);
           break;
         case 'remove_addr':
-          c.RmAddr++;
+          if (kind === 'segment' || kind === 'third-ack') mp.onRemoveAddr(opt.addressIds);
           break;
         case 'mp_prio':
           c.MPPrioRx++;
@@ -381,7 +400,11 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
           break;
         case 'mp_fastclose':
           c.MPFastcloseRx++;
-          if (opt.receiverKey === mp.localKey) mp.onFastclose();
+          // RFC 8684 §3.5: with our key, the whole connection goes at once (RST on every subflow).
+          if (opt.receiverKey === mp.localKey) {
+            mp.onFastclose(); // resets this subflow too
+            return kind === 'rst' ? 'accept' : 'drop';
+          }
           break;
         case 'mp_tcprst':
           c.MPRstRx++;
@@ -564,7 +587,10 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     if ((events & TcpEvent.CONNECTED) !== 0) mp.onSubflowConnected(this);
     if ((events & (TcpEvent.READABLE | TcpEvent.PEER_FIN)) !== 0) this.pull();
     if ((events & TcpEvent.PEER_FIN) !== 0) mp.onSubflowFin(this);
-    if ((events & TcpEvent.ACKED) !== 0) mp.push();
+    if ((events & TcpEvent.ACKED) !== 0) {
+      mp.refreshWindow(this);
+      mp.push();
+    }
   }
 
   beforeDispatch(now: number): void {
