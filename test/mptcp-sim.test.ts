@@ -4,6 +4,7 @@
  * fallback against a plain-TCP server, and loss. Every transfer is checked by SHA-256.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { parseAddress } from '../src/stack/iface/address.js';
 import { parseIpv4 } from '../src/stack/wire/ipv4.js';
@@ -120,5 +121,53 @@ describe('MPTCP in the simulator', () => {
       connect: { mptcp: true },
     });
     assert.equal(r.receivedSha256, r.sentSha256);
+  });
+
+  it('both directions at once: an echo of 4 MB over three subflows, DATA_FIN both ways', async () => {
+    const sim = new Sim({
+      seed: 6,
+      forward: { rateBytesPerSec: 6.25e6, delayMs: 5 },
+      reverse: { rateBytesPerSec: 6.25e6, delayMs: 5 },
+      clientAddresses: [CLIENT2],
+      serverAddresses: [UNIQUE],
+    });
+    const data = seededBytes(6, 4 << 20);
+    const server = sim.server.listen(
+      { port: 7, allowHalfOpen: true, mptcp: { announce: [{ address: parseAddress(UNIQUE) }] } },
+      (socket) => {
+        socket.on('data', (chunk: Buffer) => {
+          if (!socket.write(chunk)) socket.pause();
+        });
+        socket.on('drain', () => socket.resume());
+        socket.on('end', () => socket.end());
+      },
+    );
+    const client = sim.client.connect({ host: SIM_SERVER, port: 7, allowHalfOpen: true, mptcp: true });
+    const got = createHash('sha256');
+    let received = 0;
+    let ended = false;
+    let closed = false;
+    client.on('data', (chunk: Buffer) => {
+      got.update(chunk);
+      received += chunk.length;
+    });
+    client.on('end', () => {
+      ended = true;
+    });
+    client.on('close', () => {
+      closed = true;
+    });
+    client.end(data);
+    await sim.run(() => ended, 120_000);
+    assert.equal(received, data.length);
+    assert.equal(got.digest('hex'), createHash('sha256').update(data).digest('hex'));
+    const info = (client.info() as { mptcp?: { subflows: unknown[]; fallback: boolean } }).mptcp;
+    assert.equal(info?.fallback, false);
+    // Both DATA_FINs went through: every subflow closes in order, the socket closes cleanly.
+    await sim.runFor(130_000);
+    assert.ok(closed, 'the client socket closed');
+    assert.equal(sim.client.connectionCount, 0);
+    assert.equal(sim.server.connectionCount, 0);
+    server.close();
   });
 });
