@@ -505,6 +505,8 @@ export class TcpStack {
       server,
       mptcpSettings(options.mptcp),
     );
+    // From now on MP_JOIN SYNs are MPTCP's to route (by token), whatever port they go to.
+    if (listener.mptcp !== undefined) this.mptcpEndpoint();
     if (this.listeners.conflicts(listener)) {
       throw new InvalidArgumentError(
         anyDestination ? 'an any-destination listener exists already' : `port ${port} is already listened on`,
