@@ -234,3 +234,46 @@ export function sack(...blocks: [number, number][]): TcpOption[] {
     { type: 'sack', blocks: blocks.map(([left, right]) => ({ left, right })) },
   ];
 }
+
+// ------------------------------------------------------------ partial matchers
+
+/** Every field optional, recursively (byte arrays and bigints stay whole values). */
+export type DeepPartial<T> = T extends Uint8Array | bigint | number | string | boolean
+  ? T
+  : T extends (infer E)[]
+    ? E[]
+    : T extends object
+      ? { [K in keyof T]?: DeepPartial<T[K]> }
+      : T;
+
+/**
+ * Asserts that `got` has every field `want` gives, equal (objects recursively, byte arrays by
+ * content, arrays whole); fields `want` leaves out are not checked (gVisor checker style).
+ */
+export function matchPartial(got: unknown, want: unknown, path = 'value'): void {
+  if (want instanceof Uint8Array) {
+    assert.ok(got instanceof Uint8Array, `${path}: want bytes, got ${String(got)}`);
+    assert.equal(Buffer.from(got).toString('hex'), Buffer.from(want).toString('hex'), path);
+    return;
+  }
+  if (want === null || typeof want !== 'object' || Array.isArray(want)) {
+    assert.deepEqual(got, want, path);
+    return;
+  }
+  assert.ok(got !== null && typeof got === 'object', `${path}: want an object, got ${String(got)}`);
+  for (const [k, v] of Object.entries(want)) {
+    if (v === undefined) continue;
+    matchPartial((got as Record<string, unknown>)[k], v, `${path}.${k}`);
+  }
+}
+
+/** The first option of `type` in `options`, matching `want` partially. */
+export function expectOption<T extends TcpOption['type']>(
+  options: readonly TcpOption[],
+  want: DeepPartial<Extract<TcpOption, { type: T }>> & { type: T },
+): Extract<TcpOption, { type: T }> {
+  const found = options.find((o) => o.type === want.type);
+  assert.ok(found !== undefined, `no ${want.type} option in [${options.map((o) => o.type).join(', ')}]`);
+  matchPartial(found, want, want.type);
+  return found as Extract<TcpOption, { type: T }>;
+}
