@@ -259,6 +259,12 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     }
     if (payloadLength > 0) {
       push(this.dataDss(h.seqNumber));
+      // A data segment took the ACK a pending signal waits for: ask for another dispatch,
+      // whose pure ACK carries it once the window is full (else a bulk sender never sends it).
+      if (this.signals.length > 0) {
+        this.ackWanted = true;
+        this.handle?.kick();
+      }
       return;
     }
     // A pure ACK: a pending signal goes alone (as Linux sends ADD_ADDR), else DATA_ACK (+ DATA_FIN).
