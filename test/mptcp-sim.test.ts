@@ -170,4 +170,43 @@ describe('MPTCP in the simulator', () => {
     assert.equal(sim.server.connectionCount, 0);
     server.close();
   });
+
+  it('a reader that stops: the data-level window closes, then reopens, nothing lost', async () => {
+    const sim = new Sim({
+      seed: 7,
+      forward: { rateBytesPerSec: 12.5e6, delayMs: 5 },
+      reverse: { delayMs: 5 },
+      clientAddresses: [CLIENT2],
+      serverAddresses: [UNIQUE],
+    });
+    const data = seededBytes(7, 12 << 20);
+    const got = createHash('sha256');
+    let received = 0;
+    let ended = false;
+    const server = sim.server.listen(
+      { port: 9, mptcp: { announce: [{ address: parseAddress(UNIQUE) }], recvBufferSize: 1 << 20 } },
+      (socket) => {
+        socket.pause();
+        // The application reads nothing for 3 s: the 1 MB connection-level window fills up.
+        sim.clock.setTimer(sim.clock.now() + 3000, () => {
+          socket.on('data', (chunk: Buffer) => {
+            got.update(chunk);
+            received += chunk.length;
+          });
+          socket.on('end', () => {
+            ended = true;
+          });
+          socket.resume();
+        });
+      },
+    );
+    const client = sim.client.connect({ host: SIM_SERVER, port: 9, mptcp: true });
+    client.resume();
+    client.end(data);
+    await sim.run(() => ended, 120_000);
+    assert.equal(received, data.length);
+    assert.equal(got.digest('hex'), createHash('sha256').update(data).digest('hex'));
+    assert.equal(sim.server.stats().mptcp?.rcvBufferFullDrops, 0);
+    server.close();
+  });
 });

@@ -29,6 +29,13 @@ const MAX_MAPPING = 0xffff;
 /** DATA_FIN retransmission (ms, doubling) until the DATA_ACK covers it. */
 const DATA_FIN_RTO_MS = 1000;
 const DATA_FIN_RETRIES = 8;
+/**
+ * Data-level retransmission (Linux's mptcp_retransmit_timer): when the DATA_ACK has not moved for
+ * this long (ms; or 4 RTTs of the slowest subflow), the oldest unacknowledged data is reinjected.
+ * Subflow-level ACKs do not prove data-level delivery: a receiver may drop what it cannot place.
+ */
+const DATA_RTO_MIN_MS = 1000;
+const DATA_RTO_MAX_MS = 60_000;
 
 export type MptcpState = 'connecting' | 'established' | 'closing' | 'closed';
 
@@ -99,6 +106,8 @@ export class MptcpConnection {
   private finQueued = false;
   private finAcked = false;
   private dataFinAt = NEVER;
+  private dataRtoAt = NEVER;
+  private dataRtoBackoff = 0;
   private dataFinRetries = 0;
 
   // Receive side: data offsets, the buffer keyed by their low 32 bits.
@@ -354,7 +363,7 @@ export class MptcpConnection {
               local: `${formatAddress(s.handle.local)}:${s.handle.localPort}`,
               remote: `${formatAddress(s.handle.remote)}:${s.handle.remotePort}`,
               fullyEstablished: s.fullyEstablished,
-              backup: s.backup || s.peerBackup,
+              backup: s.isBackup,
               info: s.handle.conn.info(),
             },
           ],
@@ -405,6 +414,14 @@ export class MptcpConnection {
       } else {
         start = this.sndNxt;
         avail = Math.min(writeEnd, this.fallback ? writeEnd : this.wndRight) - start;
+        if (avail <= 0 && writeEnd > start && !this.fallback && this.windowProbeDue()) {
+          const sf =
+            this.subflows.find((s) => s.canCarryData() && !s.isBackup) ??
+            this.subflows.find((s) => s.canCarryData());
+          if (sf !== undefined) sf.assign(start, 1);
+          if (sf !== undefined) this.sndNxt += 1;
+          break;
+        }
       }
       if (avail <= 0) break;
       const sf = this.fallback ? this.usableInitial() : this.scheduler.pick(this.subflows);
@@ -428,6 +445,45 @@ export class MptcpConnection {
       }
     }
     this.armDataFin();
+    if (this.dataRtoAt === NEVER && this.sndUna < this.sndNxt && !this.fallback) {
+      this.dataRtoAt = this.now() + this.dataRto();
+    }
+  }
+
+  private dataRto(): number {
+    let srtt = 0;
+    for (const sf of this.subflows) srtt = Math.max(srtt, sf.srtt ?? 0);
+    return Math.min(DATA_RTO_MAX_MS, Math.max(DATA_RTO_MIN_MS, 4 * srtt) * 2 ** this.dataRtoBackoff);
+  }
+
+  /** The DATA_ACK stalled: reinject the oldest unacknowledged data on the best subflow. */
+  private onDataRto(): void {
+    this.dataRtoAt = NEVER;
+    if (this.fallback || this.sndUna >= this.sndNxt || this._state !== 'established') return;
+    if (this.wndRight <= this.sndUna) {
+      // A closed window, not a loss: the window probe's answers will open it.
+      this.dataRtoAt = this.now() + this.dataRto();
+      return;
+    }
+    const length = Math.min(this.sndNxt - this.sndUna, MAX_MAPPING);
+    const head = this.reinject[0];
+    if (head === undefined || head.dsn !== this.sndUna) this.reinject.unshift({ dsn: this.sndUna, length });
+    this.counters.dataRtoFired++;
+    this.dataRtoBackoff++;
+    this.push();
+    this.dataRtoAt = this.now() + this.dataRto();
+  }
+
+  /**
+   * The peer's data-level window is closed and nothing is outstanding on any subflow, so no ACK
+   * will come to open it should its window update be lost. Then one byte beyond the window goes
+   * to a subflow whatever its room: that subflow's TCP persist timer probes with it (RFC 9293
+   * §3.8.6.1), with TCP's own backoff; each answer carries the current window (Linux's WinProbe).
+   */
+  private windowProbeDue(): boolean {
+    for (const sf of this.subflows) if (sf.length > 0) return false;
+    this.counters.WinProbe++;
+    return true;
   }
 
   private usableInitial(): Subflow | undefined {
@@ -451,7 +507,7 @@ export class MptcpConnection {
   }
 
   /** A DATA_ACK (RFC 8684 §3.3.2) with the window of its segment. */
-  onDataAck(wire: bigint, wide: boolean, _window: number, sf: Subflow): void {
+  onDataAck(wire: bigint, wide: boolean, window: number): void {
     const expected = this.wireDsn(this.sndUna);
     const full = wide ? wire : expandDsn32(Number(wire), expected);
     const off = Number(dsnDiff(full, dsnAdd(this.localIdsn, 1)));
@@ -464,9 +520,11 @@ export class MptcpConnection {
       this.sndUna = Math.min(off, this.sendBase + this.sendBuf.length);
       if (this.finQueued && off > this.finOffset()) this.finAcked = true;
       this.freeAcked();
+      this.dataRtoBackoff = 0;
+      this.dataRtoAt = this.sndUna < this.sndNxt ? this.now() + this.dataRto() : NEVER;
     }
     // RFC 8684 §3.3.4: the window is relative to the DATA_ACK; its right edge never moves left.
-    const right = Math.min(off, this.sndNxt) + sf.conn.peerWindow;
+    const right = Math.min(off, this.sndNxt) + window;
     if (right > this.wndRight) this.wndRight = right;
     if (this.finAcked) {
       this.dataFinAt = NEVER;
@@ -474,15 +532,21 @@ export class MptcpConnection {
     }
   }
 
-  /** After an ACK: the window its segment carried, relative to the DATA_ACK (RFC 8684 §3.3.4). */
-  refreshWindow(sf: Subflow): void {
-    const right = this.sndUna + sf.conn.peerWindow;
-    if (right > this.wndRight) this.wndRight = right;
-  }
-
   /** The connection-level receive space every subflow advertises. */
   receiveSpace(): number {
     return this.rcv.window;
+  }
+
+  /**
+   * MP_PRIO (RFC 8684 §3.3.8): make a subflow a backup (or a regular one again) and tell the peer,
+   * so that both ends send on it only when no regular subflow can.
+   */
+  setBackup(sf: Subflow, backup: boolean): void {
+    if (sf.backup === backup || sf.closed || this.fallback) return;
+    sf.backup = backup;
+    sf.signal({ subtype: 'mp_prio', backup });
+    this.counters.MPPrioTx++;
+    this.push();
   }
 
   /** REMOVE_ADDR (RFC 8684 §3.4.2): the peer's address IDs are gone; close subflows to them. */
@@ -563,6 +627,7 @@ export class MptcpConnection {
     const room = this.rcv.window - (at - this.rcvNxt);
     if (room <= 0) {
       this.counters.rcvBufferFullDrops++;
+      sf.wantAck(); // a window probe: the answer tells the sender our window
       return;
     }
     if (bytes.length > room) bytes = bytes.subarray(0, room);
@@ -628,6 +693,7 @@ export class MptcpConnection {
   // ------------------------------------------------------------ timers (driven by subflows)
 
   beforeDispatch(sf: Subflow, now: number): void {
+    if (now >= this.dataRtoAt) this.onDataRto();
     if (now >= this.dataFinAt) {
       if (this.dataFinRetries >= DATA_FIN_RETRIES) {
         this.dataFinAt = NEVER;
@@ -642,7 +708,7 @@ export class MptcpConnection {
   }
 
   pollAt(): number {
-    return Math.min(this.dataFinAt, this.pm?.pollAt(this) ?? NEVER);
+    return Math.min(this.dataFinAt, this.dataRtoAt, this.pm?.pollAt(this) ?? NEVER);
   }
 }
 

@@ -199,6 +199,8 @@ export const MPTCP_COUNTER_NAMES = [
   /** Subflows we opened toward an announced address, and those the C flag kept us from. */
   'joinsOpened',
   'joinsSkippedCFlag',
+  /** The DATA_ACK stalled for a data-level RTO: the oldest data was reinjected. */
+  'dataRtoFired',
 ] as const;
 
 export type MptcpCounterName = (typeof MPTCP_COUNTER_NAMES)[number];

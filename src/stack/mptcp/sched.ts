@@ -10,7 +10,7 @@ export interface ScheduledSubflow {
   /** Bytes its windows would send now beyond what it holds unsent. */
   readonly sendRoom: number;
   /** MP_PRIO backup (ours or the peer's): carries data only when no regular subflow can. */
-  readonly backup: boolean;
+  readonly isBackup: boolean;
 }
 
 export interface Scheduler {
@@ -35,9 +35,9 @@ export const lowestRttScheduler: Scheduler = {
     let backup: (typeof subflows)[number] | undefined;
     let regularExists = false;
     for (const s of subflows) {
-      if (!s.backup) regularExists = true;
+      if (!s.isBackup) regularExists = true;
       if (s.sendRoom <= 0) continue;
-      if (s.backup) {
+      if (s.isBackup) {
         backup ??= s;
         continue;
       }

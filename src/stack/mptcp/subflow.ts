@@ -132,6 +132,11 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     return this.handle?.conn.srtt;
   }
 
+  /** A backup subflow (RFC 8684 §3.3.8), by our own choice or at the peer's request. */
+  get isBackup(): boolean {
+    return this.backup || this.peerBackup;
+  }
+
   /** Room for new data: 0 unless the subflow may carry data now. */
   get sendRoom(): number {
     if (this.closed || this.handle === undefined || !this.canCarryData()) return 0;
@@ -225,6 +230,7 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
       return;
     }
     if (mp.fallback) return;
+    this.shareWindow(h);
     const j = this.join;
     if (j !== undefined) {
       // The initiator's third ACK rides on every segment until the fourth ACK arrives.
@@ -276,6 +282,20 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     }
     if (signal !== undefined) mp.counters.AddAddrTxDrop++;
     push(mp.ackDss());
+  }
+
+  /**
+   * RFC 8684 §3.3.4: the window is the connection's, relative to the DATA_ACK every segment
+   * carries. TCP never shrinks a subflow's own right edge, but data arriving on other subflows
+   * moves the DATA_ACK on, so the window TCP chose may reach past the connection's free space;
+   * then the field says the connection's (as Linux's mptcp_set_rwin, counted RcvWndShared).
+   */
+  private shareWindow(h: TcpFields): void {
+    const field = Math.floor(this.mp.receiveSpace() / 2 ** this.conn.windowShift);
+    if (field < h.window) {
+      h.window = field;
+      this.mp.counters.RcvWndShared++;
+    }
   }
 
   private synOptions(synAck: boolean, push: (o: MptcpOption) => void): void {
@@ -553,7 +573,9 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
       this.fullyEstablished = true;
       if (this.role === 'initial') mp.onFullyEstablished();
     }
-    if (dss.dataAck !== undefined) mp.onDataAck(dss.dataAck, dss.dataAck64, h.window, this);
+    // The window this segment carries, relative to its own DATA_ACK (RFC 8684 §3.3.4).
+    if (dss.dataAck !== undefined)
+      mp.onDataAck(dss.dataAck, dss.dataAck64, h.window * 2 ** this.conn.peerWindowShift);
     const m = dss.mapping;
     if (m !== undefined) {
       const dsn = mp.expandRemoteDsn(m.dsn, dss.dsn64);
@@ -593,10 +615,7 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     if ((events & TcpEvent.CONNECTED) !== 0) mp.onSubflowConnected(this);
     if ((events & (TcpEvent.READABLE | TcpEvent.PEER_FIN)) !== 0) this.pull();
     if ((events & TcpEvent.PEER_FIN) !== 0) mp.onSubflowFin(this);
-    if ((events & TcpEvent.ACKED) !== 0) {
-      mp.refreshWindow(this);
-      mp.push();
-    }
+    if ((events & TcpEvent.ACKED) !== 0) mp.push();
   }
 
   beforeDispatch(now: number): void {

@@ -348,6 +348,16 @@ export class TcpConnection {
     return this.snd.sndWnd;
   }
 
+  /** The shift our window fields carry (RFC 7323 §2.3), 0 when window scaling is off. */
+  get windowShift(): number {
+    return this.rcvWindowScale;
+  }
+
+  /** The shift the peer's window fields carry (applies to every segment after the SYN). */
+  get peerWindowShift(): number {
+    return this.snd.sndWindowScale;
+  }
+
   /** An ACK goes out on the next dispatch (to carry new options: DATA_ACK, ADD_ADDR, ...). */
   requestAck(): void {
     if (this.isSynchronized()) this.ackNow = true;
