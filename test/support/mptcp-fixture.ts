@@ -349,6 +349,57 @@ export class MptcpFixture {
     sf.ourIsn = syn.tcp.seqNumber;
     return { socket, syn };
   }
+
+  /**
+   * Client side up to ESTABLISHED: our MP_CAPABLE SYN, the peer's SYN/ACK with its key (C flag
+   * as given), our third ACK with both keys (ourKey learned from it).
+   */
+  clientEstablished(
+    keys: PeerMptcp,
+    sf: PeerSubflow = this.subflow(),
+    opts: { cFlag?: boolean; window?: number; mptcp?: Parameters<TcpStack['connect']>[0]['mptcp'] } = {},
+  ): { sf: PeerSubflow; socket: TcpSocket } {
+    const { socket } = this.connect(sf, opts.mptcp ?? true);
+    this.send(sf, {
+      flags: 'SA',
+      seq: 0,
+      ack: 1,
+      window: opts.window ?? 65535,
+      options: [{ type: 'mss', mss: 1460 }, mpc({ senderKey: keys.peerKey, noJoinToSource: opts.cFlag ?? true })],
+    });
+    const third = this.expectSegment(sf, { flags: 'A', seq: 1, ack: 1 });
+    const o = mptcpOptions(third).find((x) => x.subtype === 'mp_capable');
+    assert.ok(o?.subtype === 'mp_capable' && o.senderKey !== undefined, 'third ACK with our key');
+    keys.ourKey = o.senderKey;
+    return { sf, socket };
+  }
+
+  /** Takes the one SYN we sent to `peer` (a join); returns its subflow (port and ISN learned) and the SYN. */
+  takeSynTo(peer: string, peerPort = PEER_PORT): { sf: PeerSubflow; syn: RawSegment } {
+    this.clock.advance(0);
+    const i = this.out.findIndex(
+      (s) => s.dst === peer && s.tcp.dstPort === peerPort && lettersOf(s.tcp.flags) === 'S',
+    );
+    assert.ok(i >= 0, `no SYN to ${peer}:${peerPort} in ${this.out.map(describe).join(' | ')}`);
+    const syn = this.out.splice(i, 1)[0]!;
+    const sf = this.subflow({
+      peer,
+      peerPort,
+      us: syn.src,
+      usPort: syn.tcp.srcPort,
+      ourIsn: syn.tcp.seqNumber,
+    });
+    return { sf, syn };
+  }
+
+  /** SYNs we sent (any destination), taken out of the queue. */
+  takeSyns(): RawSegment[] {
+    this.clock.advance(0);
+    const syns = this.out.filter((s) => lettersOf(s.tcp.flags) === 'S');
+    const rest = this.out.filter((s) => lettersOf(s.tcp.flags) !== 'S');
+    this.out.splice(0, this.out.length, ...rest);
+    return syns;
+  }
 }
 
 function onSubflow(s: RawSegment, sf: PeerSubflow): boolean {
