@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { commandContext, type GlobalOptions } from '../cli.js';
 import { runClient } from '../perf/client.js';
+import { checkAnnounce } from '../perf/mptcp-options.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_PORT, MAX_STREAMS, parseSize, tryParseSize } from '../perf/protocol.js';
 import { PerfServer } from '../perf/server.js';
 import { openPerfStack, type StackChoice } from '../perf/stack-factory.js';
@@ -15,6 +16,8 @@ interface CommonOptions extends GlobalOptions {
   addr: string[] | undefined;
   routes: boolean;
   offload: boolean;
+  mptcp: boolean;
+  checksum: boolean;
 }
 
 interface ClientArgs extends CommonOptions {
@@ -29,6 +32,8 @@ interface ClientArgs extends CommonOptions {
 
 interface ServerArgs extends CommonOptions {
   'one-off': boolean;
+  announce: string[] | undefined;
+  'c-flag': boolean;
 }
 
 function common<T>(y: Argv<T>) {
@@ -82,6 +87,17 @@ function common<T>(y: Argv<T>) {
       default: true,
       describe: 'With --stack user: TUN with virtio-net headers, checksum offload and TSO (64 KB segments)',
     })
+    .option('mptcp', {
+      type: 'boolean',
+      default: false,
+      describe:
+        'With --stack user: Multipath TCP (RFC 8684). Client: the initial subflow leaves from the first --addr, joins go to announced addresses from every --addr (and to the server address from the others when the server did not set C). Server: accept MPTCP (plain TCP clients still get TCP)',
+    })
+    .option('checksum', {
+      type: 'boolean',
+      default: false,
+      describe: 'With --mptcp: require DSS checksums (MP_CAPABLE A flag; the peer may also ask for them)',
+    })
     .check((a) => {
       if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) return '--port must be 1-65535';
       if (!(a.interval === 0 || (a.interval >= 0.1 && a.interval <= 60)))
@@ -92,6 +108,11 @@ function common<T>(y: Argv<T>) {
       } else if (a.tun !== undefined || a.addr !== undefined) {
         return '--tun and --addr go with --stack user';
       }
+      if (a.mptcp && a.stack !== 'user')
+        return "--mptcp needs --stack user (Node's kernel sockets cannot open MPTCP; for the kernel's MPTCP run iperf3 under 'mptcpize run')";
+      if (a.checksum && !a.mptcp) return '--checksum goes with --mptcp';
+      if (a.mptcp && a.bind !== undefined && !(a.addr ?? []).some((x) => x.split('/')[0] === a.bind))
+        return `--bind ${a.bind} must be one of the --addr addresses with --mptcp (it picks the initial subflow's source)`;
       return true;
     });
 }
@@ -198,12 +219,32 @@ const serverCommand: CommandModule<GlobalOptions, ServerArgs> = {
   command: 'server',
   describe: 'Answer iperf3 clients (stock iperf3 -c or mptun perf client), one test at a time',
   builder: (y) =>
-    common(y).option('one-off', {
-      alias: '1',
-      type: 'boolean',
-      default: false,
-      describe: 'Exit after one test (iperf3: -1)',
-    }) as unknown as Argv<ServerArgs>,
+    common(y)
+      .option('one-off', {
+        alias: '1',
+        type: 'boolean',
+        default: false,
+        describe: 'Exit after one test (iperf3: -1)',
+      })
+      .option('announce', {
+        type: 'string',
+        array: true,
+        nargs: 1,
+        describe:
+          "With --mptcp: announce this address with ADD_ADDR, IP[:PORT] or [IPv6]:PORT (repeatable); it must be one of --addr: the server's unique address behind a load balancer",
+      })
+      .option('c-flag', {
+        type: 'boolean',
+        default: true,
+        describe:
+          "With --mptcp: set MP_CAPABLE's C flag (clients must not join the address they connected to: it is load-balanced); --no-c-flag allows those joins, for comparisons",
+      })
+      .check((a) => {
+        if (a.announce !== undefined && !a.mptcp) return '--announce goes with --mptcp';
+        if (a['c-flag'] === false && !a.mptcp) return '--no-c-flag goes with --mptcp';
+        const why = checkAnnounce(a.announce ?? [], a.addr ?? []);
+        return why ?? true;
+      }) as unknown as Argv<ServerArgs>,
   handler: async (args) => {
     const { log } = commandContext(args);
     const stack = await openPerfStack(args, log);

@@ -5,9 +5,12 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../log.js';
+import type { MptcpInfo, MptcpSubflowInfo } from '../../stack/mptcp/connection.js';
 import {
+  formatBytes,
   formatCounterBlock,
   formatLine,
+  formatRate,
   intervalHeader,
   type LineFields,
   SEPARATOR,
@@ -39,6 +42,10 @@ export class DataStream {
   markRetr = 0;
   endSec = 0;
   info: TcpInfo | undefined;
+  /** The MPTCP connection as it was at the end of the test (undefined: plain TCP). */
+  mptcp: MptcpInfo | undefined;
+  /** Per subflow id: its byte count at the last interval report. */
+  readonly subflowMarks = new Map<number, number>();
 
   constructor(
     readonly id: number,
@@ -142,6 +149,7 @@ export class PerfSession {
     await Promise.all(
       this.streams.map(async (s) => {
         s.info = await s.conn.tcpInfo();
+        s.mptcp = s.conn.mptcpInfo?.();
       }),
     );
   }
@@ -283,11 +291,18 @@ export class PerfSession {
       const retr = t.retransmits === undefined ? 'unknown' : String(t.retransmits);
       lines.push(`${streamLabelShort(t.id)} TCP options: ${opts}; retransmissions ${retr}; ${rtt}`);
     }
+    const mptcp: JsonObject[] = [];
+    for (const s of this.streams) {
+      if (s.mptcp === undefined) continue;
+      mptcp.push({ socket: s.id, ...mptcpJson(s.mptcp) });
+      lines.push(...mptcpSummaryLines(s.id, s.mptcp));
+    }
     if (stackCounters !== undefined) {
       lines.push(
         ...formatCounterBlock('stack counters (non-zero only, totals since the stack started):', [
           ['iface', stackCounters.counters],
           ['tcp', stackCounters.tcp],
+          ['mptcp', stackCounters.mptcp ?? {}],
           ['parse errors', stackCounters.parseErrors],
         ]),
       );
@@ -317,6 +332,7 @@ export class PerfSession {
       mptun: {
         stack: stackLine,
         tcp,
+        ...(mptcp.length === 0 ? {} : { mptcp }),
         ...(stackCounters === undefined ? {} : { stack_counters: { ...COUNTERS_NOTE, ...stackCounters } }),
       },
     };
@@ -355,6 +371,13 @@ export class PerfSession {
       if (info?.rttMs !== undefined) extra['rtt'] = Math.round(info.rttMs * 1000);
       if (info?.rttVarMs !== undefined) extra['rttvar'] = Math.round(info.rttVarMs * 1000);
       this.opts.print?.(formatLine(fields));
+      const mp = s.conn.mptcpInfo?.();
+      if (mp !== undefined) {
+        const subflows = this.subflowIntervals(s, mp, seconds);
+        extra['mptcp'] = { fallback: mp.fallback, subflows: subflows.map((x) => x.json) };
+        if (mp.fallback) this.opts.print?.(`${streamLabelShort(s.id)}   MPTCP fell back to TCP`);
+        for (const x of subflows) this.opts.print?.(x.line);
+      }
       json.push({ ...intervalJson(s.id, start, end, seconds, bytes, this.opts.sender), ...extra });
     }
     if (this.streams.length > 1) {
@@ -371,6 +394,33 @@ export class PerfSession {
     }
     const { socket: _socket, ...sum } = intervalJson(0, start, end, seconds, total, this.opts.sender);
     this.intervals.push({ streams: json, sum: live ? { ...sum, retransmits: totalRetr } : sum });
+  }
+
+  /**
+   * One line and one JSON object per live subflow for this interval: its bytes (acknowledged
+   * when we send, received when we receive), rate, RTT and congestion window.
+   */
+  private subflowIntervals(
+    s: DataStream,
+    mp: MptcpInfo,
+    seconds: number,
+  ): { line: string; json: JsonObject }[] {
+    return mp.subflows.map((sf) => {
+      const total = this.opts.sender ? sf.info.bytesAcked : sf.info.bytesReceived;
+      const bytes = total - (s.subflowMarks.get(sf.id) ?? 0);
+      s.subflowMarks.set(sf.id, total);
+      const rate = seconds > 0 ? (bytes * 8) / seconds : 0;
+      const rtt = sf.info.srtt === undefined ? 'rtt -' : `rtt ${sf.info.srtt.toFixed(3)} ms`;
+      const line = `${streamLabelShort(s.id)}   sf${sf.id} ${sf.role.padEnd(7)} ${sf.local} > ${sf.remote}  ${formatBytes(bytes).padStart(11)}  ${formatRate(rate).padStart(15)}  ${rtt}  cwnd ${formatBytes(sf.info.cwnd).trim()}${sf.backup ? '  backup' : ''}`;
+      return {
+        line,
+        json: {
+          ...subflowJson(sf),
+          bytes,
+          bits_per_second: rate,
+        },
+      };
+    });
   }
 
   /** A sender whose stack answers TCP questions at once gets iperf3's Retr and Cwnd columns. */
@@ -416,6 +466,64 @@ export class PerfSession {
     stream.resume();
     write();
   }
+}
+
+/** A subflow in -J: addresses, bytes, RTT, congestion window (RTT in µs like iperf3's). */
+function subflowJson(sf: MptcpSubflowInfo): JsonObject {
+  const i = sf.info;
+  return {
+    id: sf.id,
+    role: sf.role,
+    local: sf.local,
+    remote: sf.remote,
+    state: i.state,
+    fully_established: sf.fullyEstablished,
+    backup: sf.backup,
+    bytes_sent: i.bytesSent,
+    bytes_acked: i.bytesAcked,
+    bytes_received: i.bytesReceived,
+    bytes_retransmitted: i.bytesRetransmitted,
+    retransmits: i.retransmitSegments,
+    ...(i.srtt === undefined ? {} : { rtt: Math.round(i.srtt * 1000) }),
+    ...(i.rttvar === undefined ? {} : { rttvar: Math.round(i.rttvar * 1000) }),
+    snd_cwnd: i.cwnd,
+  };
+}
+
+function hexToken(t: number): string {
+  return t.toString(16).padStart(8, '0');
+}
+
+/** The connection in -J: fallback, tokens (hex, as `ss -M` prints them), the peer's C flag. */
+function mptcpJson(mp: MptcpInfo): JsonObject {
+  return {
+    fallback: mp.fallback,
+    checksum: mp.checksum,
+    local_token: hexToken(mp.localToken),
+    remote_token: hexToken(mp.remoteToken),
+    peer_c_flag: mp.peerCFlag,
+    bytes_sent: mp.bytesSent,
+    bytes_received: mp.bytesReceived,
+    reinjected_bytes: mp.reinjectedBytes,
+    subflows: mp.subflows.map(subflowJson),
+  };
+}
+
+function mptcpSummaryLines(id: number, mp: MptcpInfo): string[] {
+  const label = streamLabelShort(id);
+  if (mp.fallback)
+    return [`${label} MPTCP: fell back to TCP (the peer has no MPTCP, or options were stripped)`];
+  const lines = [
+    `${label} MPTCP: tokens local ${hexToken(mp.localToken)} remote ${hexToken(mp.remoteToken)}; peer C flag ${mp.peerCFlag ? 'set' : 'clear'}; DSS checksums ${mp.checksum ? 'on' : 'off'}; ${mp.subflows.length} subflow${mp.subflows.length === 1 ? '' : 's'}; reinjected ${mp.reinjectedBytes} bytes`,
+  ];
+  for (const sf of mp.subflows) {
+    const i = sf.info;
+    const rtt = i.srtt === undefined ? 'rtt unknown' : `rtt ${i.srtt.toFixed(3)} ms`;
+    lines.push(
+      `${label}   sf${sf.id} ${sf.role} ${sf.local} > ${sf.remote}: sent ${formatBytes(i.bytesSent).trim()}, received ${formatBytes(i.bytesReceived).trim()}; retransmissions ${i.retransmitSegments}; ${rtt}; cwnd ${formatBytes(i.cwnd).trim()}${sf.backup ? '; backup' : ''}`,
+    );
+  }
+  return lines;
 }
 
 /** Says in the JSON itself what the counters are (absent names are zero). */

@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { PerfError } from '../../errors.js';
+import type { MptcpInfo } from '../../stack/mptcp/connection.js';
 
 /** What the stack can tell about one connection (all optional: not every stack knows all). */
 export interface TcpInfo {
@@ -30,6 +31,11 @@ export interface PerfConnection {
   tcpInfo(): Promise<TcpInfo | undefined>;
   /** The same, at once, for stacks that can answer without I/O (interval Retr/Cwnd columns). */
   tcpInfoNow?(): TcpInfo;
+  /**
+   * The MPTCP connection behind the stream (subflows, tokens, fallback), for stacks that speak
+   * MPTCP (`--stack user --mptcp`); undefined for plain TCP.
+   */
+  mptcpInfo?(): MptcpInfo | undefined;
 }
 
 export interface PerfListener {
@@ -55,6 +61,8 @@ export interface StackCounterReport {
   parseErrors: Record<string, number>;
   /** The TCP engine's counters summed over every connection, past and present. */
   tcp: Record<string, number>;
+  /** The MPTCP MIB (kernel MPTcpExt names where the meaning is the same), once MPTCP was used. */
+  mptcp?: Record<string, number>;
 }
 
 export interface PerfStack {

@@ -9,10 +9,19 @@ import { PerfError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { RealScheduler } from '../../stack/device/clock.js';
 import { openTun, type TunDevice } from '../../stack/device/tun-device.js';
-import { stackCounterSet, TcpStack } from '../../stack/iface/stack.js';
+import { parseAddress } from '../../stack/iface/address.js';
+import {
+  type ConnectOptions as StackConnectOptions,
+  stackCounterSet,
+  TcpStack,
+} from '../../stack/iface/stack.js';
 import type { TcpSocket } from '../../stack/iface/tcp-socket.js';
+import type { MptcpInfo } from '../../stack/mptcp/connection.js';
+import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
+import type { MptcpConfig } from '../../stack/mptcp/types.js';
 import { tcpCounterSet } from '../../stack/tcp/counters.js';
 import { ip } from '../host-net.js';
+import { announceText, checkAnnounce, type PerfMptcpOptions } from './mptcp-options.js';
 import {
   type ConnectOptions,
   connectError,
@@ -32,6 +41,11 @@ export interface UserStackOptions {
   offload: boolean;
   /** Open the TUN in this namespace (default: the current one); routes go there too. */
   netns?: string;
+  /**
+   * Multipath TCP (`--mptcp`): connections offer it (the initial subflow leaves from the first
+   * address, joins from the others), listeners accept it with these settings.
+   */
+  mptcp?: PerfMptcpOptions;
 }
 
 export interface ParsedAddress {
@@ -70,6 +84,10 @@ function networkOf(address: string, family: 4 | 6, prefix: number): string {
 
 export async function openUserStack(o: UserStackOptions, log: Logger): Promise<PerfStack> {
   const parsed = o.addresses.map(parseStackAddress);
+  if (o.mptcp !== undefined) {
+    const why = checkAnnounce(o.mptcp.announce.map(announceText), o.addresses);
+    if (why !== undefined) throw new PerfError(why);
+  }
   // IPv6 stays on only when the stack owns an IPv6 address (otherwise router solicitations
   // would be the only IPv6 the TUN ever sees).
   const tun = openTun({
@@ -115,10 +133,36 @@ class UserStack implements PerfStack {
     private readonly tun: TunDevice,
     private readonly routes: string[],
     private readonly o: UserStackOptions,
-    parsed: ParsedAddress[],
+    private readonly parsed: ParsedAddress[],
     private readonly log: Logger,
   ) {
-    this.description = `user (mptun TCP on TUN ${tun.name}${o.offload ? ' with offload' : ''}, ${parsed.map((p) => p.address).join(', ')})`;
+    const addrs = parsed.map((p) => p.address).join(', ');
+    const mp = o.mptcp;
+    const mpText =
+      mp === undefined
+        ? ''
+        : `; listeners: C flag ${mp.cFlag ? 'on' : 'off'}${mp.announce.length > 0 ? `, announces ${mp.announce.map(announceText).join(', ')}` : ''}${mp.checksum ? '; DSS checksums required' : ''}`;
+    this.description = `user (mptun ${mp ? 'MPTCP' : 'TCP'} on TUN ${tun.name}${o.offload ? ' with offload' : ''}, ${addrs}${mpText})`;
+  }
+
+  /** connect()'s MPTCP settings, undefined without --mptcp. */
+  private connectMptcp(): StackConnectOptions['mptcp'] {
+    const mp = this.o.mptcp;
+    return mp === undefined ? undefined : { checksum: mp.checksum };
+  }
+
+  /** listen()'s MPTCP settings: the C flag and the announced unique addresses. */
+  private listenMptcp(): Partial<MptcpConfig> | undefined {
+    const mp = this.o.mptcp;
+    if (mp === undefined) return undefined;
+    return {
+      cFlag: mp.cFlag,
+      checksum: mp.checksum,
+      announce: mp.announce.map((a) => ({
+        address: parseAddress(a.address),
+        ...(a.port === undefined ? {} : { port: a.port }),
+      })),
+    };
   }
 
   counters(): StackCounterReport {
@@ -129,6 +173,7 @@ class UserStack implements PerfStack {
       counters: stackCounterSet.nonZero(s.counters) as Record<string, number>,
       parseErrors,
       tcp: tcpCounterSet.nonZero(s.tcp) as Record<string, number>,
+      ...(s.mptcp === undefined ? {} : { mptcp: mptcpCounterSet.nonZero(s.mptcp) as Record<string, number> }),
     };
   }
 
@@ -141,13 +186,21 @@ class UserStack implements PerfStack {
         throw connectError(host, port, err as NodeJS.ErrnoException);
       }
     }
+    const mptcp = this.connectMptcp();
+    // MPTCP: the initial subflow leaves from the first --addr of the server's family; the path
+    // manager joins from the others.
+    const family = isIP(address);
+    const localAddress =
+      opts.localAddress ??
+      (mptcp === undefined ? undefined : this.parsed.find((p) => p.family === family)?.address);
     return new Promise((resolve, reject) => {
       let socket: TcpSocket;
       try {
         socket = this.stack.connect({
           host: address,
           port,
-          ...(opts.localAddress === undefined ? {} : { localAddress: opts.localAddress }),
+          ...(localAddress === undefined ? {} : { localAddress }),
+          ...(mptcp === undefined ? {} : { mptcp }),
         });
       } catch (err) {
         reject(
@@ -183,8 +236,10 @@ class UserStack implements PerfStack {
   ): Promise<PerfListener> {
     let server: ReturnType<TcpStack['listen']>;
     try {
-      server = this.stack.listen({ port, ...(host === undefined ? {} : { host }) }, (s) =>
-        onConnection(new UserConnection(s)),
+      const mptcp = this.listenMptcp();
+      server = this.stack.listen(
+        { port, ...(host === undefined ? {} : { host }), ...(mptcp === undefined ? {} : { mptcp }) },
+        (s) => onConnection(new UserConnection(s)),
       );
     } catch (err) {
       throw new PerfError(`cannot listen on ${host ?? '*'} port ${port}: ${(err as Error).message}`, {
@@ -231,6 +286,11 @@ class UserConnection implements PerfConnection {
 
   async tcpInfo(): Promise<TcpInfo | undefined> {
     return this.tcpInfoNow();
+  }
+
+  mptcpInfo(): MptcpInfo | undefined {
+    // An MPTCP connection's info carries `mptcp` (one that fell back too, with fallback set).
+    return (this.stream.info() as { mptcp?: MptcpInfo }).mptcp;
   }
 
   tcpInfoNow(): TcpInfo {

@@ -1,0 +1,82 @@
+/**
+ * `mptun perf --mptcp`: the settings a userspace stack applies to its MPTCP connections, and the
+ * parsing of `--announce IP[:PORT]`. Kept apart from user-stack.ts so the CLI can validate flags
+ * without loading the TUN binding.
+ */
+import { isIP } from 'node:net';
+import { PerfError } from '../../errors.js';
+import { addressEqual, tryParseAddress } from '../../stack/iface/address.js';
+
+export interface PerfMptcpOptions {
+  /** Server: set the C flag in MP_CAPABLE ("no joins to this address and port"). */
+  cFlag: boolean;
+  /** Server: addresses to announce with ADD_ADDR (each one of the stack's own). */
+  announce: AnnouncedAddress[];
+  /** Require DSS checksums (MP_CAPABLE's A flag). */
+  checksum: boolean;
+}
+
+export interface AnnouncedAddress {
+  address: string;
+  port?: number;
+}
+
+/**
+ * Parses `IP`, `IP:PORT` (IPv4), `IPV6` or `[IPV6]:PORT`; otherwise `{ error }`, a message that
+ * names the accepted forms.
+ */
+export function parseAnnounce(text: string): AnnouncedAddress | { error: string } {
+  const forms = 'use IP, IPv4:PORT, IPv6 or [IPv6]:PORT';
+  let address = text;
+  let portText: string | undefined;
+  const bracket = /^\[([^\]]+)\](?::(.*))?$/.exec(text);
+  if (bracket) {
+    address = bracket[1] ?? '';
+    portText = bracket[2];
+  } else if (isIP(text) === 0) {
+    const at = text.lastIndexOf(':');
+    if (at > 0 && text.indexOf(':') === at) {
+      address = text.slice(0, at);
+      portText = text.slice(at + 1);
+    }
+  }
+  if (isIP(address) === 0) return { error: `--announce '${text}': not an address; ${forms}` };
+  if (bracket && isIP(address) !== 6)
+    return { error: `--announce '${text}': brackets are for IPv6; ${forms}` };
+  if (portText === undefined) return { address };
+  const port = Number(portText);
+  if (portText.trim() === '' || !Number.isInteger(port) || port < 1 || port > 65535)
+    return { error: `--announce '${text}': the port must be 1-65535` };
+  return { address, port };
+}
+
+/**
+ * Checks `--announce` values against the stack's `--addr` values (IP[/PREFIX]): a server can only
+ * announce an address it owns. Returns the first problem as a message naming the fix.
+ */
+export function checkAnnounce(announce: readonly string[], addrs: readonly string[]): string | undefined {
+  const own = addrs.map((a) => tryParseAddress(a.split('/')[0] ?? ''));
+  for (const text of announce) {
+    const a = parseAnnounce(text);
+    if ('error' in a) return a.error;
+    const ip = tryParseAddress(a.address);
+    if (ip === undefined || !own.some((o) => o !== undefined && addressEqual(o, ip)))
+      return `--announce ${text}: ${a.address} is not one of the stack's addresses; add --addr ${a.address} (a server announces its own unique address)`;
+  }
+  return undefined;
+}
+
+/** The parsed announcements; throws PerfError (the CLI has checked them already). */
+export function parseAnnouncements(announce: readonly string[]): AnnouncedAddress[] {
+  return announce.map((text) => {
+    const a = parseAnnounce(text);
+    if ('error' in a) throw new PerfError(a.error);
+    return a;
+  });
+}
+
+/** An announcement in the form `--announce` takes. */
+export function announceText(a: AnnouncedAddress): string {
+  if (a.port === undefined) return a.address;
+  return isIP(a.address) === 6 ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
