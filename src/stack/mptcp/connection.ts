@@ -238,11 +238,14 @@ export class MptcpConnection {
     this.push();
   }
 
-  /** Plain TCP from now on (RFC 8684 §3.7): only the initial subflow, an infinite mapping. */
-  fallBack(): void {
+  /**
+   * Plain TCP from now on (RFC 8684 §3.7): only the initial subflow, an infinite mapping whose
+   * first byte is `dsn` (an infinite mapping's) or the next expected one.
+   */
+  fallBack(dsn?: bigint): void {
     if (this.fallback) return;
     this.fallback = true;
-    this.infiniteNext = this.rcvNxt;
+    this.infiniteNext = dsn === undefined ? this.rcvNxt : Number(dsnDiff(dsn, this.remoteIdsnPlus1));
     for (const sf of this.subflows) if (sf.role !== 'initial') sf.handle?.conn.abort();
   }
 

@@ -78,6 +78,10 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   private ackWanted = false;
   /** Signalling options to send on a pure ACK of their own (ADD_ADDR and its echo, ...). */
   private readonly signals: MptcpOption[] = [];
+  /** Pieces of a mapping whose checksum is not yet complete (delivered once it is good). */
+  private readonly unchecked: { dsn: bigint; data: Uint8Array; dataFin: boolean }[] = [];
+  /** MP_FAIL's DSN on our RST after a checksum failure. */
+  private failDsn: bigint | undefined;
   /** SYNs sent with MP_CAPABLE (the initial subflow of an active open). */
   private synsSent = 0;
   /** DSS checksums of the mappings we sent, by mapping start SSN (absolute). */
@@ -211,6 +215,10 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
       if (mp.fastclosing) {
         push({ subtype: 'mp_fastclose', receiverKey: mp.remoteKey });
         mp.counters.MPFastcloseTx++;
+      }
+      if (this.failDsn !== undefined) {
+        push({ subtype: 'mp_fail', dsn: this.failDsn });
+        mp.counters.MPFailTx++;
       }
       if (this.rstReason !== undefined) {
         push({
@@ -579,6 +587,12 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     const m = dss.mapping;
     if (m !== undefined) {
       const dsn = mp.expandRemoteDsn(m.dsn, dss.dsn64);
+      if (m.dataLevelLength === 0) {
+        // An infinite mapping (RFC 8684 §3.7): plain TCP from here, its bytes from this DSN on.
+        mp.counters.InfiniteMapRx++;
+        if (this.role === 'initial' && mp.subflows.length === 1) mp.fallBack(dsn);
+        return 'accept';
+      }
       if (dss.dataFin && m.ssn === 0 && m.dataLevelLength === 1) {
         mp.onDataFin(dsn, this); // a DATA_FIN on its own (RFC 8684 §3.3.3)
       } else {
@@ -648,6 +662,21 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     this.mp.onSubflowClosed(this);
   }
 
+  /**
+   * A mapping's DSS checksum failed (RFC 8684 §3.7): its bytes are not delivered and this
+   * subflow is reset with MP_FAIL (the DSN of the bad mapping) and MP_TCPRST; the peer resends
+   * them on another subflow. With no other subflow the connection cannot go on (the infinite
+   * mapping a lone subflow would fall back to is not implemented).
+   */
+  private checksumFailed(dsn: bigint): void {
+    this.mp.counters.DataCsumErr++;
+    this.failDsn = dsn;
+    this.unchecked.length = 0;
+    this.rstReason = MP_TCPRST_REASON.mptcpSpecific;
+    this.conn.abort();
+    this.handle?.kick();
+  }
+
   /** Reads the subflow's in-order bytes into the connection's data-level reassembly. */
   private pull(): void {
     const conn = this.conn;
@@ -663,13 +692,19 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
       let at = 0;
       for (const p of pieces) {
         const data = chunk.subarray(at, at + p.length);
-        if (mp.checksum && p.mapping.checksum !== undefined) {
-          if (this.rx.accumulate(p.mapping, data) === 'bad') {
-            mp.counters.DataCsumErr++;
-            this.rstReason = MP_TCPRST_REASON.mptcpSpecific;
-            conn.abort();
+        if (mp.checksum) {
+          // RFC 8684 §3.3.1: nothing of a mapping is delivered before its checksum is checked.
+          const verdict = p.mapping.checksum === undefined ? 'bad' : this.rx.accumulate(p.mapping, data);
+          if (verdict === 'bad') {
+            this.checksumFailed(p.mapping.dsn);
             return;
           }
+          if (verdict === 'incomplete') {
+            this.unchecked.push({ dsn: p.dsn, data, dataFin: p.dataFin });
+            at += p.length;
+            continue;
+          }
+          for (const u of this.unchecked.splice(0)) mp.receiveMapped(u.dsn, u.data, u.dataFin, this);
         }
         mp.receiveMapped(p.dsn, data, p.dataFin, this);
         at += p.length;
