@@ -20,7 +20,7 @@ import { TcpStack } from '../../src/stack/iface/stack.js';
 import type { TcpSocket } from '../../src/stack/iface/tcp-socket.js';
 import type { MptcpInfo } from '../../src/stack/mptcp/connection.js';
 import type { MptcpCounters } from '../../src/stack/mptcp/counters.js';
-import { keyMaterial } from '../../src/stack/mptcp/crypto.js';
+import { joinAckHmac, keyMaterial } from '../../src/stack/mptcp/crypto.js';
 import type { TcpConfig, TcpInfo } from '../../src/stack/tcp/types.js';
 import type { MptcpOption } from '../../src/stack/wire/mptcp-options.js';
 import { dsnAdd } from '../../src/stack/wire/seqnum.js';
@@ -365,13 +365,60 @@ export class MptcpFixture {
       seq: 0,
       ack: 1,
       window: opts.window ?? 65535,
-      options: [{ type: 'mss', mss: 1460 }, mpc({ senderKey: keys.peerKey, noJoinToSource: opts.cFlag ?? true })],
+      options: [
+        { type: 'mss', mss: 1460 },
+        mpc({ senderKey: keys.peerKey, noJoinToSource: opts.cFlag ?? true }),
+      ],
     });
     const third = this.expectSegment(sf, { flags: 'A', seq: 1, ack: 1 });
     const o = mptcpOptions(third).find((x) => x.subtype === 'mp_capable');
     assert.ok(o?.subtype === 'mp_capable' && o.senderKey !== undefined, 'third ACK with our key');
     keys.ourKey = o.senderKey;
     return { sf, socket };
+  }
+
+  /**
+   * Server side: the peer joins an established connection on `sf2` (its SYN with MP_JOIN and
+   * nonce `nonce`, our SYN/ACK, its third ACK with the right HMAC, our fourth ACK, all taken).
+   */
+  serverJoinEstablished(
+    keys: PeerMptcp,
+    sf2: PeerSubflow,
+    nonce = 0x0a0b0c0d,
+    addressId = 2,
+  ): { rB: number } {
+    this.send(sf2, {
+      flags: 'S',
+      seq: 0,
+      options: [
+        { type: 'mss', mss: 1460 },
+        mp({
+          subtype: 'mp_join',
+          form: 'syn',
+          backup: false,
+          addressId,
+          receiverToken: keys.ourToken,
+          senderNonce: nonce,
+        }),
+      ],
+    });
+    const synAck = this.expectSegment(sf2, { flags: 'SA', ack: 1 });
+    sf2.ourIsn = synAck.tcp.seqNumber;
+    const j = mptcpOptions(synAck).find((o) => o.subtype === 'mp_join');
+    assert.ok(j?.subtype === 'mp_join' && j.form === 'syn_ack', 'our join SYN/ACK');
+    const rB = j.senderNonce;
+    this.send(sf2, {
+      flags: 'A',
+      options: [
+        mp({
+          subtype: 'mp_join',
+          form: 'ack',
+          senderHmac: joinAckHmac(keys.peerKey, keys.ourKey, nonce, rB),
+        }),
+      ],
+    });
+    this.expectSegment(sf2, { flags: 'A', seq: 1, ack: 1, payloadLength: 0 });
+    return { rB };
   }
 
   /** Takes the one SYN we sent to `peer` (a join); returns its subflow (port and ISN learned) and the SYN. */
