@@ -28,6 +28,20 @@ function sameBytes(actual: Uint8Array | undefined, expected: Uint8Array): void {
 }
 
 describe('receive buffer', () => {
+  it('insertOwned queues in-order bytes without a copy, and copies anything else', () => {
+    const rb = new ReceiveBuffer(1 << 16);
+    const owned = Buffer.from('owned bytes');
+    assert.equal(rb.insertOwned(1000, 1000, owned).advance, owned.length);
+    assert.equal(rb.insertOwned(1011, 1020, Buffer.from('later')).advance, 0); // out of order: copied
+    assert.equal(rb.insertOwned(1011, 1011, Buffer.from('gap fill!')).advance, 9 + 5);
+    const first = rb.read(1 << 16, true);
+    assert.equal(first, owned, 'the very same Buffer, not a copy');
+    assert.equal(Buffer.from(first).toString(), 'owned bytes');
+    assert.equal(Buffer.from(rb.read(1 << 16)).toString(), 'gap fill!later');
+    assert.equal(rb.readable, 0);
+    assert.equal(rb.window, 1 << 16);
+  });
+
   it('copies a segment once: the source may be reused, consecutive segments read as one chunk', () => {
     const rb = new ReceiveBuffer(65536);
     const source = pattern(1000);

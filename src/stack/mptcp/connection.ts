@@ -635,7 +635,10 @@ export class MptcpConnection {
     }
     if (bytes.length > room) bytes = bytes.subarray(0, room);
     if (at > this.rcvNxt) this.counters.OFOQueue++;
-    const r = this.rcv.insert(this.rcvNxt >>> 0, at >>> 0, bytes);
+    // Bytes read from a subflow are ours to keep: in order, they are queued without a copy.
+    const r = Buffer.isBuffer(bytes)
+      ? this.rcv.insertOwned(this.rcvNxt >>> 0, at >>> 0, bytes)
+      : this.rcv.insert(this.rcvNxt >>> 0, at >>> 0, bytes);
     if (r.advance === 0) return;
     this.rcvNxt += r.advance;
     this.bytesReceived += r.advance;

@@ -126,6 +126,23 @@ export class ReceiveBuffer {
   }
 
   /**
+   * `insert` for bytes the caller hands over for good (a view it owns and will never change,
+   * such as a chunk read from another ReceiveBuffer): when they are the next in-order bytes and
+   * nothing waits out of order, they are queued as they are, without a copy (MPTCP moves a
+   * subflow's bytes to the connection this way). Anything else is copied as by `insert`.
+   */
+  insertOwned(rcvNxt: number, seq: number, data: Buffer): InsertResult {
+    if (seq !== rcvNxt || this.ooo.length > 0 || data.length === 0) return this.insert(rcvNxt, seq, data);
+    this.closeOpen();
+    this.queue.push(data);
+    this.unread += data.length;
+    const res = this.result;
+    res.advance = data.length;
+    res.duplicate = false;
+    return res;
+  }
+
+  /**
    * Up to `max` in-order bytes as a Buffer the caller owns. With `oneChunk` it is one
    * contiguous stretch of a slab (a view: no copy), possibly fewer bytes than are readable;
    * otherwise all of min(max, readable), copied together only when they span several chunks.
