@@ -228,4 +228,28 @@ describe('MPTCP in the simulator', () => {
     assert.equal(s.DataCsumErr, 0);
     assert.equal(s.MPJoinAckRx, 2);
   });
+
+  it('IPv6: C flag, ADD_ADDR of an IPv6 unique address, joins from both client addresses', async () => {
+    const sim = new Sim({
+      seed: 9,
+      ipv6: true,
+      forward: { rateBytesPerSec: 12.5e6, delayMs: 5 },
+      reverse: { delayMs: 5 },
+      clientAddresses: ['fd00::3'],
+      serverAddresses: ['fd00::4'],
+    });
+    const data = seededBytes(9, 4 << 20);
+    const r = await simTransfer(sim, data, 60_000, 5001, {
+      listen: { mptcp: { announce: [{ address: parseAddress('fd00::4') }] } },
+      connect: { mptcp: true },
+    });
+    assert.equal(r.receivedSha256, r.sentSha256);
+    const s = sim.server.stats().mptcp!;
+    const c = sim.client.stats().mptcp!;
+    assert.equal(c.AddAddr, 1);
+    assert.equal(s.EchoAdd, 1);
+    // From fd00::1 and fd00::3 (the IPv4 address is of the other family).
+    assert.equal(s.MPJoinAckRx, 2);
+    assert.equal(s.AddAddrTxDrop, 0);
+  });
 });
