@@ -252,4 +252,26 @@ describe('MPTCP in the simulator', () => {
     assert.equal(s.MPJoinAckRx, 2);
     assert.equal(s.AddAddrTxDrop, 0);
   });
+
+  it('SYN cookies: an MPTCP connection rebuilt from the third ACK keeps MPTCP, and joins still land', async () => {
+    const sim = new Sim({
+      seed: 10,
+      forward: { rateBytesPerSec: 12.5e6, delayMs: 5 },
+      reverse: { delayMs: 5 },
+      clientAddresses: [CLIENT2],
+      serverAddresses: [UNIQUE],
+      stack: { synBacklog: 0 }, // every SYN past the (empty) backlog gets a cookie
+    });
+    const data = seededBytes(10, 4 << 20);
+    const r = await simTransfer(sim, data, 60_000, 5001, {
+      listen: { mptcp: { announce: [{ address: parseAddress(UNIQUE) }] } },
+      connect: { mptcp: true },
+    });
+    assert.equal(r.receivedSha256, r.sentSha256);
+    const stats = sim.server.stats();
+    assert.equal(stats.counters.synCookiesValid, 1);
+    assert.equal(stats.mptcp?.MPCapableACKRX, 1);
+    assert.equal(stats.mptcp?.MPJoinAckRx, 2);
+    assert.equal(sim.client.stats().mptcp?.MPCapableFallbackSYNACK, 0);
+  });
 });

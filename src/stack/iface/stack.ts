@@ -790,22 +790,24 @@ export class TcpStack {
     entry.listener = listener;
     entry.inBacklog = true;
     listener.synBacklogCount++;
-    if (subflow !== undefined) {
-      const mp = subflow.mp;
-      mp.onReady = () => {
-        if (listener.closed) {
-          this.counters.acceptAborted++;
-          mp.abort();
-          return;
-        }
-        const socket = new TcpSocket(this.mptcpSocketHost(mp, entry), {
-          allowHalfOpen: listener.allowHalfOpen,
-        });
-        mp.socket = socket;
-        socket._onConnected();
-        listener.server._accept(socket);
-      };
-    }
+    if (subflow !== undefined) this.acceptWhenReady(subflow.mp, listener, entry);
+  }
+
+  /** A passive MPTCP connection's socket is made and accepted once the handshake completes. */
+  private acceptWhenReady(mp: MptcpConnection, listener: Listener, entry: ConnEntry): void {
+    mp.onReady = () => {
+      if (listener.closed) {
+        this.counters.acceptAborted++;
+        mp.abort();
+        return;
+      }
+      const socket = new TcpSocket(this.mptcpSocketHost(mp, entry), {
+        allowHalfOpen: listener.allowHalfOpen,
+      });
+      mp.socket = socket;
+      socket._onConnected();
+      listener.server._accept(socket);
+    };
   }
 
   /** A passive open's connection and table entry (a subflow owner gets hooks and send queue). */
@@ -908,6 +910,10 @@ export class TcpStack {
       sackPermitted: sack,
       timestamps: useTs,
     });
+    // MPTCP under SYN cookies: a fresh key nobody stores; the third ACK echoes it (RFC 8684 §3.1).
+    const mpc =
+      listener.mptcp === undefined ? undefined : this.mptcpEndpoint().cookieSynAckOption(h, listener.mptcp);
+    if (mpc !== undefined) options.push({ type: 'mptcp', option: mpc });
     this.emitRaw(local, remote, {
       srcPort: h.dstPort,
       dstPort: h.srcPort,
@@ -936,6 +942,11 @@ export class TcpStack {
       ts?.tsEcr,
     );
     if (info === undefined) return false;
+    // The ACK's MP_CAPABLE carries both keys: the connection is rebuilt from it, as the SYN's.
+    const subflow =
+      listener.mptcp === undefined
+        ? undefined
+        : this.mptcpEndpoint().passiveFromCookie(h, listener.mptcp, listener.tcp);
     const conn = TcpConnection.fromCookie(
       h,
       payload,
@@ -952,12 +963,17 @@ export class TcpStack {
         remotePort: h.srcPort,
         tsOffset: this.tsOffset(local, h.dstPort, remote, h.srcPort),
         config: this.configFor(local.family, listener.tcp),
+        ...(subflow === undefined ? {} : { hooks: subflow, sendQueue: subflow }),
       },
     );
     const entry = new ConnEntry(this, conn, local, h.dstPort, remote, h.srcPort);
     entry.listener = listener;
     this.table.add(entry);
     this.counters.passiveOpens++;
+    if (subflow !== undefined) {
+      this.adopt(entry, subflow);
+      this.acceptWhenReady(subflow.mp, listener, entry);
+    }
     this.markDirty(entry);
     return true;
   }

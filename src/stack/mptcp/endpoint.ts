@@ -10,6 +10,7 @@ import type { MpCapableOption, MpJoinSynOption, MptcpOption } from '../wire/mptc
 import type { TcpHeader } from '../wire/tcp.js';
 import { MptcpConnection, type MptcpEndpointContext } from './connection.js';
 import { type MptcpCounters, mptcpCounterSet } from './counters.js';
+import { randomKey } from './crypto.js';
 import { PathManager, type PathManagerHost } from './pm.js';
 import { Subflow } from './subflow.js';
 import { TokenTable } from './token.js';
@@ -95,6 +96,53 @@ export class MptcpEndpoint implements MptcpEndpointContext, PathManagerHost {
     }
     const conn = this.newConnection('server', { cFlag: true, ...config });
     if (conn === undefined) return undefined;
+    if (mpc.checksumRequired) conn.checksum = true;
+    this.joinTcp.set(conn, tcp);
+    const subflow = new Subflow(conn, conn.newSubflowId(), 'initial', false);
+    conn.add(subflow);
+    return subflow;
+  }
+
+  /**
+   * The MP_CAPABLE of a SYN-cookie SYN-ACK: a fresh key that is not stored (the third ACK brings it
+   * back with the client's), or undefined when the SYN gets plain TCP.
+   */
+  cookieSynAckOption(syn: TcpHeader, config: Partial<MptcpConfig>): MpCapableOption | undefined {
+    const mpc = findMptcp(syn, 'mp_capable') as MpCapableOption | undefined;
+    if (mpc === undefined || !mpc.hmacSha256 || mpc.extensibility || mpc.senderKey !== undefined)
+      return undefined;
+    this.counters.MPCapableSYNRX++;
+    const settings = { ...DEFAULT_MPTCP_CONFIG, cFlag: true, ...config };
+    return {
+      subtype: 'mp_capable',
+      version: 1,
+      checksumRequired: settings.checksum || mpc.checksumRequired,
+      extensibility: false,
+      noJoinToSource: settings.cFlag,
+      extensionFlags: 0,
+      hmacSha256: true,
+      senderKey: randomKey(),
+    };
+  }
+
+  /**
+   * The ACK that returns a SYN cookie, at an MPTCP listener: when it carries MP_CAPABLE with both
+   * keys, the connection is made with our key from it (unless its token is taken: plain TCP then).
+   */
+  passiveFromCookie(ack: TcpHeader, config: Partial<MptcpConfig>, tcp: Partial<TcpConfig> | undefined) {
+    const mpc = findMptcp(ack, 'mp_capable') as MpCapableOption | undefined;
+    if (mpc?.receiverKey === undefined || mpc.senderKey === undefined) return undefined;
+    const reg: Registration = { conn: undefined };
+    const key = this.tokens.claim(mpc.receiverKey, reg);
+    if (key === undefined) return undefined;
+    const conn = new MptcpConnection(
+      this,
+      { ...DEFAULT_MPTCP_CONFIG, cFlag: true, ...config },
+      'server',
+      key,
+    );
+    reg.conn = conn;
+    conn.pm = new PathManager(this);
     if (mpc.checksumRequired) conn.checksum = true;
     this.joinTcp.set(conn, tcp);
     const subflow = new Subflow(conn, conn.newSubflowId(), 'initial', false);
