@@ -14,6 +14,7 @@ import type { TcpSocket } from '../iface/tcp-socket.js';
 import { ReceiveBuffer } from '../tcp/receiver.js';
 import { SendBuffer } from '../tcp/send-buffer.js';
 import type { TcpErrorCode, TcpInfo } from '../tcp/types.js';
+import { dssChecksum } from '../wire/dss-checksum.js';
 import type { AddAddrOption, DssOption } from '../wire/mptcp-options.js';
 import { dsnAdd, dsnDiff, expandDsn32 } from '../wire/seqnum.js';
 import type { MptcpCounters } from './counters.js';
@@ -208,7 +209,11 @@ export class MptcpConnection {
     if (withFin && this.finQueued && !this.finAcked && this.sndNxt === this.finOffset()) {
       dss.dataFin = true;
       dss.dsn64 = true;
-      dss.mapping = { dsn: this.wireDsn(this.finOffset()), ssn: 0, dataLevelLength: 1 };
+      const dsn = this.wireDsn(this.finOffset());
+      // A DATA_FIN alone is a mapping (SSN 0, length 1), checksummed like any (RFC 8684 §3.3.1).
+      dss.mapping = this.checksum
+        ? { dsn, ssn: 0, dataLevelLength: 1, checksum: dssChecksum(dsn, 0, 1, new Uint8Array(0)) }
+        : { dsn, ssn: 0, dataLevelLength: 1 };
     }
     return dss;
   }
