@@ -229,13 +229,20 @@ export class MptcpConnection {
     if (!this.fallback && this.role === 'server') sf.fullyEstablished = true;
     this.onReady?.();
     this.socket?._onConnected();
-    if (!this.fallback) this.pm?.onEstablished(this, sf);
+    // The client's path manager waits for onFullyEstablished (below).
+    if (!this.fallback && this.role === 'server') this.pm?.onEstablished(this, sf);
     this.push();
   }
 
-  /** The client saw the server speak MPTCP after the handshake. */
+  /**
+   * The client saw the server speak MPTCP after the handshake (a DSS): only now does the server
+   * surely hold the connection, so only now may the path manager open subflows (as Linux's
+   * does). A join sent with the third ACK races it and a server that has not seen it refuses.
+   */
   onFullyEstablished(): void {
-    // Nothing to do yet beyond what the subflow records; kept as the path manager's hook.
+    const initial = this.initial;
+    if (this.role === 'client' && !this.fallback && initial !== undefined)
+      this.pm?.onEstablished(this, initial);
   }
 
   onJoinEstablished(sf: Subflow): void {
