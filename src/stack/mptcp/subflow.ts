@@ -423,7 +423,15 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
           dss = opt;
           break;
         case 'add_addr':
-          if (kind === 'segment' || kind === 'third-ack') mp.onAddAddr(this, opt);
+          if (kind === 'segment' || kind === 'third-ack') {
+            // An announcement shows the server has our key: the client's initial subflow is
+            // fully established (as Linux), so its pure ACKs (the echo) stop repeating MP_CAPABLE.
+            if (!opt.echo && kind === 'segment' && this.active && this.role === 'initial' && !mp.fallback) {
+              if (!this.fullyEstablished) mp.onFullyEstablished();
+              this.fullyEstablished = true;
+            }
+            mp.onAddAddr(this, opt);
+          }
           break;
         case 'remove_addr':
           if (kind === 'segment' || kind === 'third-ack') mp.onRemoveAddr(opt.addressIds);
@@ -583,7 +591,7 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     }
     // The window this segment carries, relative to its own DATA_ACK (RFC 8684 §3.3.4).
     if (dss.dataAck !== undefined)
-      mp.onDataAck(dss.dataAck, dss.dataAck64, h.window * 2 ** this.conn.peerWindowShift);
+      mp.onDataAck(dss.dataAck, dss.dataAck64, h.window * 2 ** (this.handle?.conn.peerWindowShift ?? 0));
     const m = dss.mapping;
     if (m !== undefined) {
       const dsn = mp.expandRemoteDsn(m.dsn, dss.dsn64);
