@@ -8,6 +8,7 @@ const SUITES: Record<string, () => Promise<BenchModule>> = {
   codec: () => import('./codec.js'),
   tun: () => import('./tun.js'),
   tcp: () => import('./tcp.js'),
+  mptcp: () => import('./mptcp.js'),
 };
 
 const argv = process.argv.slice(2);
