@@ -263,7 +263,11 @@ export class MptcpConnection {
 
   onFastclose(): void {
     this.closeWith('ECONNRESET');
-    for (const sf of this.subflows) sf.handle?.conn.abort();
+    // Each subflow's RST goes out on its next dispatch: ask for one (RFC 8684 §3.5: every subflow).
+    for (const sf of [...this.subflows]) {
+      sf.handle?.conn.abort();
+      sf.handle?.kick();
+    }
   }
 
   onSubflowFin(sf: Subflow): void {
