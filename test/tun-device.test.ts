@@ -236,3 +236,34 @@ class TinyTcpSink {
     return { data: buf.subarray(0, total) };
   }
 }
+
+test('a frame handler that throws ends the process with a JS exception, not a C++ abort', async () => {
+  const child = lab.spawn(ns, process.execPath, [
+    '--import',
+    'tsx',
+    new URL('./support/throwing-tun-child.ts', import.meta.url).pathname,
+    'mpt-throw',
+  ]);
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  const ready = new Promise<void>((resolve) => {
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      if (d.includes('ready')) resolve();
+    });
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  await ready;
+  lab.exec(ns, 'ip', 'addr', 'add', '10.98.0.1/24', 'dev', 'mpt-throw');
+  lab.exec(ns, 'ip', 'link', 'set', 'mpt-throw', 'up');
+  // Any packet routed into the TUN reaches the handler (ping's first echo request).
+  lab.spawn(ns, 'ping', ['-c', '3', '-i', '0.2', '-W', '1', '10.98.0.2']);
+  const { code, signal } = await exited;
+  assert.equal(signal, null, `died by ${signal}: ${stderr}`);
+  assert.equal(code, 1);
+  assert.match(stderr, /handler failure for the test/);
+  assert.doesNotMatch(stderr, /terminate called/);
+});

@@ -214,8 +214,10 @@ export class TunDevice implements Device {
       this.readBuf,
       this.lens,
       maxRead,
-      (n) => this.onRead(n),
-      () => this.onWritable(),
+      // Called from the native poll loop: a throw there would abort the process in C++
+      // (std::terminate), so it is rethrown on the JS side as an ordinary uncaught exception.
+      (n) => fromNative(() => this.onRead(n)),
+      () => fromNative(() => this.onWritable()),
     );
   }
 
@@ -411,3 +413,14 @@ export function isTunEnvironmentError(err: unknown): err is MptunError {
 }
 
 export type { GsoInfo };
+
+/** Runs a callback the native binding invoked; an exception surfaces on the JS side instead. */
+function fromNative(fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    setImmediate(() => {
+      throw err;
+    });
+  }
+}
