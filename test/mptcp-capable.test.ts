@@ -331,3 +331,38 @@ suite('MP_CAPABLE, our client', () => {
     f.expectSegment(sf, { flags: 'PA', seq: 1, payload: 'after', noMptcp: true });
   });
 });
+
+suite('after fallback', () => {
+  it('every later segment from the peer reaches the application, in order (client, plain SYN/ACK)', () => {
+    const f = new MptcpFixture();
+    const sf = f.subflow();
+    const { socket } = f.connect(sf);
+    f.send(sf, { flags: 'SA', seq: 0, ack: 1, options: [MSS] });
+    f.take();
+    const got: string[] = [];
+    let seq = 1;
+    for (const part of ['one', 'two', 'three']) {
+      f.send(sf, { flags: 'PA', seq, payload: part });
+      seq += part.length;
+      got.push(readNow(socket).toString());
+      f.expectSegment(sf, { flags: 'A', ack: seq, noMptcp: true });
+    }
+    assert.deepEqual(got, ['one', 'two', 'three']);
+    assert.equal(f.mib.OFOQueue, 0);
+  });
+
+  it('every later segment reaches the application (server, first data without DSS)', () => {
+    const f = new MptcpFixture();
+    f.listen();
+    const { sf, socket } = f.serverEstablished(new PeerMptcp());
+    const got: string[] = [];
+    let seq = 1;
+    for (const part of ['alpha', 'beta', 'gamma']) {
+      f.send(sf, { flags: 'PA', seq, payload: part });
+      seq += part.length;
+      got.push(readNow(socket).toString());
+    }
+    assert.deepEqual(got, ['alpha', 'beta', 'gamma']);
+    assert.equal(f.mib.DssFallback, 1);
+  });
+});

@@ -626,8 +626,10 @@ export class MptcpConnection {
   receiveInfinite(data: Uint8Array): void {
     const initial = this.initial;
     if (initial === undefined) return;
-    this.place(this.infiniteNext, data, initial);
-    this.infiniteNext += data.length;
+    // Advanced before placing: place() keeps infiniteNext >= rcvNxt, so adding after it counted twice.
+    const at = this.infiniteNext;
+    this.infiniteNext = at + data.length;
+    this.place(at, data, initial);
   }
 
   private place(off: number, data: Uint8Array, sf: Subflow): void {
