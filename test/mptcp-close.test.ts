@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { it, describe as suite } from 'node:test';
-import type { MpFastcloseOption } from '../src/stack/wire/mptcp-options.js';
+import type { DssOption, MpFastcloseOption } from '../src/stack/wire/mptcp-options.js';
 import { MP_TCPRST_REASON } from '../src/stack/wire/mptcp-options.js';
-import { TCP_RST } from '../src/stack/wire/tcp.js';
+import { TCP_FIN, TCP_RST } from '../src/stack/wire/tcp.js';
 import {
   dss,
   expectMptcp,
@@ -148,5 +148,37 @@ suite('MP_PRIO', () => {
     f.take();
     socket.write('only');
     f.expectSegment(sf, { flags: 'PA', payload: 'only' });
+  });
+});
+
+suite('DATA_FIN', () => {
+  it('our DATA_FIN goes on an ACK (SSN 0, length 1); once both are acknowledged the subflow sends FIN', () => {
+    const f = new MptcpFixture();
+    f.listen();
+    const k = new PeerMptcp();
+    const { sf, socket } = f.serverEstablished(k);
+    socket.end();
+    const fin = f.expectSegment(sf, { flags: 'A', payloadLength: 0 });
+    expectMptcp<DssOption>(fin, {
+      subtype: 'dss',
+      dataFin: true,
+      mapping: { dsn: k.ourDsn(0), ssn: 0, dataLevelLength: 1 },
+    });
+    f.send(sf, {
+      flags: 'A',
+      options: [
+        dss({
+          dataAck: k.ourDsn(1),
+          dataFin: true,
+          mapping: { dsn: k.peerDsn(0), ssn: 0, dataLevelLength: 1 },
+        }),
+      ],
+    });
+    socket.resume();
+    const out = f.takeOn(sf);
+    assert.ok(
+      out.some((s) => (s.tcp.flags & TCP_FIN) !== 0),
+      `a subflow FIN: ${out.map((s) => lettersOf(s.tcp.flags)).join(' ')}`,
+    );
   });
 });

@@ -14,6 +14,7 @@ import type {
   MpJoinSynOption,
 } from '../src/stack/wire/mptcp-options.js';
 import { MP_TCPRST_REASON } from '../src/stack/wire/mptcp-options.js';
+import { TCP_RST } from '../src/stack/wire/tcp.js';
 import {
   dss,
   expectMptcp,
@@ -294,5 +295,36 @@ suite('MP_JOIN, our client', () => {
       receiverToken: k.peerToken,
       addressId: 2,
     });
+  });
+});
+
+suite('MP_JOIN, limits and breakage', () => {
+  it('data without a DSS on a join subflow resets that subflow (a join cannot fall back)', () => {
+    const f = new MptcpFixture();
+    f.listen();
+    const k = new PeerMptcp();
+    const { socket } = f.serverEstablished(k);
+    const sf2 = f.subflow({ peer: PEER2, peerPort: 40001, peerIsn: 777 });
+    f.serverJoinEstablished(k, sf2);
+    f.send(sf2, { flags: 'PA', payload: 'nodss' });
+    const rst = f.takeOn(sf2).find((s) => (s.tcp.flags & TCP_RST) !== 0);
+    assert.ok(rst !== undefined, 'a RST on the join');
+    expectMptcp(rst, { subtype: 'mp_tcprst', reason: MP_TCPRST_REASON.mptcpSpecific });
+    assert.equal(mptcpInfo(socket).fallback, false);
+    assert.equal(mptcpInfo(socket).subflows.length, 1);
+  });
+
+  it('a join beyond maxSubflows is refused with RST + MP_TCPRST (lack of resources, transient)', () => {
+    const f = new MptcpFixture();
+    f.listen({ maxSubflows: 1 });
+    const k = new PeerMptcp();
+    f.serverEstablished(k);
+    const before = f.stack.connectionCount;
+    const sf2 = f.subflow({ peer: PEER2, peerPort: 40001, peerIsn: 777 });
+    f.send(sf2, { flags: 'S', seq: 0, options: [MSS, joinSyn(k.ourToken)] });
+    const rst = f.expectSegment(sf2, { flags: 'RA' });
+    expectMptcp(rst, { subtype: 'mp_tcprst', reason: MP_TCPRST_REASON.lackOfResources, transient: true });
+    assert.equal(f.mib.MPJoinRejected, 1);
+    assert.equal(f.stack.connectionCount, before);
   });
 });
