@@ -98,6 +98,12 @@ export class MptcpConnection {
   // Send side: sendBuf holds data offsets [sendBase, sendBase + sendBuf.length).
   private readonly sendBuf: SendBuffer;
   private sendBase = 0;
+  /**
+   * Copies of DATA_ACKed bytes below sendBase that a subflow still holds for its own TCP
+   * retransmission (a subflow on a dead path never gets its ACK): set aside once they pin more
+   * than a quarter of the send buffer, so one such subflow does not block the connection.
+   */
+  private retained: { off: number; bytes: Uint8Array }[] = [];
   /** Next data offset never given to a subflow; DATA_ACKed up to sndUna; peer's window edge. */
   private sndNxt = 0;
   private sndUna = 0;
@@ -405,7 +411,15 @@ export class MptcpConnection {
 
   /** Bytes [off, off + n) of the send buffer (a borrowed view). */
   sendView(off: number, n: number): Uint8Array {
-    return this.sendBuf.view(off - this.sendBase, n);
+    if (off >= this.sendBase) return this.sendBuf.view(off - this.sendBase, n);
+    const out = new Uint8Array(n);
+    for (const c of this.retained) {
+      const from = Math.max(off, c.off);
+      const to = Math.min(off + n, c.off + c.bytes.length);
+      if (from < to) out.set(c.bytes.subarray(from - c.off, to - c.off), from - off);
+    }
+    if (off + n > this.sendBase) out.set(this.sendBuf.view(0, off + n - this.sendBase), this.sendBase - off);
+    return out;
   }
 
   private finOffset(): number {
@@ -484,9 +498,25 @@ export class MptcpConnection {
       this.dataRtoAt = this.now() + this.dataRto();
       return;
     }
-    const length = Math.min(this.sndNxt - this.sndUna, MAX_MAPPING);
-    const head = this.reinject[0];
-    if (head === undefined || head.dsn !== this.sndUna) this.reinject.unshift({ dsn: this.sndUna, length });
+    // The subflow holding the oldest byte has not delivered it for a whole data-level RTO: when
+    // another subflow can carry data, everything it holds goes there (Linux retransmits all
+    // pending data once a subflow is stale); a 64 KB head per backed-off RTO stalls for minutes.
+    const una = this.sndUna;
+    const stuck = this.subflows.find((s) => s.unacked().some((r) => r.dsn <= una && una < r.dsn + r.length));
+    const others = stuck !== undefined && this.subflows.some((s) => s !== stuck && s.canCarryData());
+    if (others) {
+      const ranges = stuck.unacked().filter((r) => r.dsn + r.length > una);
+      this.reinject.unshift(
+        ...ranges.map((r) => ({
+          dsn: Math.max(r.dsn, una),
+          length: r.dsn + r.length - Math.max(r.dsn, una),
+        })),
+      );
+    } else {
+      const length = Math.min(this.sndNxt - una, MAX_MAPPING);
+      const head = this.reinject[0];
+      if (head === undefined || head.dsn !== una) this.reinject.unshift({ dsn: una, length });
+    }
     this.counters.dataRtoFired++;
     this.dataRtoBackoff++;
     this.push();
@@ -598,6 +628,27 @@ export class MptcpConnection {
       if (d !== undefined && d < low) low = d;
     }
     for (const r of this.reinject) if (r.dsn < low) low = r.dsn;
+    if (this.retained.length > 0) {
+      const held = this.subflows.flatMap((s) => s.unacked());
+      this.retained = this.retained.filter((c) =>
+        held.some((r) => r.dsn < c.off + c.bytes.length && c.off < r.dsn + r.length),
+      );
+    }
+    if (low < this.sndUna - this.sendBuf.capacity / 4) {
+      // Subflows pin DATA_ACKed bytes: copy just the ranges they hold aside, free the rest.
+      for (const s of this.subflows) {
+        for (const r of s.unacked()) {
+          const from = Math.max(r.dsn, this.sendBase);
+          const to = Math.min(r.dsn + r.length, this.sndUna);
+          if (from < to)
+            this.retained.push({
+              off: from,
+              bytes: this.sendBuf.view(from - this.sendBase, to - from).slice(),
+            });
+        }
+      }
+      low = this.sndUna;
+    }
     if (low > this.sendBase) {
       this.sendBuf.ack(low - this.sendBase);
       this.sendBase = low;
