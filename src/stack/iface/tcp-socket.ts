@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
+import type { MptcpInfo } from '../mptcp/connection.js';
 import type { TcpErrorCode, TcpInfo } from '../tcp/connection.js';
 
 /**
@@ -20,8 +21,11 @@ export interface StreamConnection {
   abort(): void;
   readonly error: TcpErrorCode | undefined;
   readonly state: string;
-  info(): TcpInfo;
+  info(): SocketInfo;
 }
+
+/** A socket's engine view: TCP's, plus the MPTCP connection and its subflows when it is one. */
+export type SocketInfo = TcpInfo & { mptcp?: MptcpInfo };
 
 /** What the stack gives a socket. */
 export interface TcpSocketHost {
@@ -84,7 +88,7 @@ export class TcpSocket extends Duplex {
   }
 
   /** The engine's view: negotiated options, RTT, retransmissions. */
-  info(): TcpInfo {
+  info(): SocketInfo {
     return this.host.conn.info();
   }
 
