@@ -362,7 +362,9 @@ function checkServerJoin(r: Awaited<ReturnType<typeof kernelToServer>>, fam: Fam
   assert.equal(conn?.proto, 'mptcp');
   assert.equal(conn?.subflows[0]?.kind, 'established', JSON.stringify(conn));
   assert.equal(conn?.subflows[0]?.dst.addr, ourAnnounced, 'the kernel joined our announced address');
-  assert.equal(conn?.finalSubflows, 1);
+  // At most the one join: read just before the client closes, it may already have been closed
+  // in order (both DATA_FINs through, our server closes every subflow), so 0 is fine too.
+  assert.ok((conn?.finalSubflows ?? 0) <= 1, JSON.stringify(conn));
   const info = r.result.atEof;
   assert.ok(info && !info.fallback, JSON.stringify(info));
   // Kernel side: it took our ADD_ADDR, echoed it, joined, no fallback.
