@@ -612,12 +612,23 @@ export class MptcpConnection {
   }
 
   /** A subflow's bytes were acknowledged at the TCP level. */
-  onSubflowAcked(sf: Subflow, n: number): void {
+  onSubflowAcked(sf: Subflow, _n: number): void {
     if (this.fallback && sf.role === 'initial') {
-      this.sndUna += n;
+      // Plain TCP: what the subflow's ACK covers is delivered (there is no DATA_ACK any more).
+      const acked = sf.ackedDsn() ?? this.sndNxt;
+      if (acked > this.sndUna) this.sndUna = acked;
       this.wndRight = this.sndUna + sf.conn.peerWindow;
     }
     this.freeAcked();
+  }
+
+  /**
+   * Whether a failure may turn into fallback with an infinite mapping (RFC 8684 §3.7): only while
+   * the connection never had a second subflow and never resent data elsewhere, so that the one
+   * subflow's bytes are the data stream in order.
+   */
+  allowsInfiniteFallback(): boolean {
+    return this.nextSubflowId === 1 && this.reinjectedBytes === 0;
   }
 
   /** Frees send-buffer bytes every subflow is done with and the peer DATA_ACKed. */

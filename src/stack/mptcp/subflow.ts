@@ -80,8 +80,10 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   private readonly signals: MptcpOption[] = [];
   /** Pieces of a mapping whose checksum is not yet complete (delivered once it is good). */
   private readonly unchecked: { dsn: bigint; data: Uint8Array; dataFin: boolean }[] = [];
-  /** MP_FAIL's DSN on our RST after a checksum failure. */
+  /** MP_FAIL's DSN after a checksum failure: on our RST, or on an ACK when we fall back. */
   private failDsn: bigint | undefined;
+  /** The peer sent MP_FAIL: our next data segment carries the infinite mapping. */
+  private sendInfiniteMap = false;
   /** SYNs sent with MP_CAPABLE (the initial subflow of an active open). */
   private synsSent = 0;
   /** DSS checksums of the mappings we sent, by mapping start SSN (absolute). */
@@ -237,6 +239,17 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
       this.synOptions((flags & TCP_ACK) !== 0, push);
       return;
     }
+    if (this.failDsn !== undefined && mp.fallback && payloadLength === 0) {
+      // Our checksum failure on the only subflow: MP_FAIL on an ACK, once (RFC 8684 §3.7).
+      push({ subtype: 'mp_fail', dsn: this.failDsn });
+      mp.counters.MPFailTx++;
+      this.failDsn = undefined;
+      return;
+    }
+    if (this.sendInfiniteMap && payloadLength > 0) {
+      push(this.infiniteMapping(h.seqNumber));
+      return;
+    }
     if (mp.fallback) return;
     this.shareWindow(h);
     const j = this.join;
@@ -353,6 +366,30 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     });
   }
 
+  /** The infinite mapping (data-level length 0) of the first data segment after MP_FAIL. */
+  private infiniteMapping(seq: number): MptcpOption {
+    const mp = this.mp;
+    this.sendInfiniteMap = false;
+    mp.counters.InfiniteMapTx++;
+    const dss = mp.ackDss(false);
+    const m = this.tx?.at(seq);
+    const dsn = m === undefined ? 0 : m.dsn + seqDiff(seq, m.ssn);
+    dss.dsn64 = true;
+    dss.mapping = {
+      dsn: mp.wireDsn(dsn),
+      ssn: seqDiff(seq, this.conn.initialSendSeq) >>> 0,
+      dataLevelLength: 0,
+      ...(mp.checksum ? { checksum: 0 } : {}),
+    };
+    return dss;
+  }
+
+  /** The data offset of the oldest byte this subflow still holds (where its TCP ACK points). */
+  ackedDsn(): number | undefined {
+    const m = this.tx?.at(this.txBase);
+    return m === undefined ? undefined : m.dsn + seqDiff(this.txBase, m.ssn);
+  }
+
   /** DSS for a data segment at subflow sequence number `seq`: DATA_ACK and its mapping. */
   private dataDss(seq: number): MptcpOption {
     const mp = this.mp;
@@ -453,6 +490,13 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
           break;
         case 'mp_fail':
           c.MPFailRx++;
+          // On an ACK of the only subflow: the peer's checksum failed; answer with an infinite
+          // mapping and go on as plain TCP (RFC 8684 §3.7). On a RST the subflow just goes.
+          if (kind === 'segment' && this.role === 'initial' && mp.allowsInfiniteFallback()) {
+            mp.fallBack();
+            this.sendInfiniteMap = true;
+            this.wantAck();
+          }
           break;
         default:
           break;
@@ -679,6 +723,16 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   private checksumFailed(dsn: bigint): void {
     this.mp.counters.DataCsumErr++;
     this.failDsn = dsn;
+    if (this.role === 'initial' && this.mp.allowsInfiniteFallback()) {
+      // The only subflow there ever was: MP_FAIL on an ACK and fall back (RFC 8684 §3.7). What a
+      // middlebox made of the bytes is what plain TCP would have delivered too, so they are kept.
+      this.mp.counters.DSSCorruptionFallback++;
+      this.mp.fallBack(dsn);
+      for (const u of this.unchecked.splice(0)) this.mp.receiveInfinite(u.data);
+      this.wantAck();
+      return;
+    }
+    this.mp.counters.DSSCorruptionReset++;
     this.unchecked.length = 0;
     this.rstReason = MP_TCPRST_REASON.mptcpSpecific;
     this.conn.abort();
@@ -705,7 +759,10 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
           const verdict = p.mapping.checksum === undefined ? 'bad' : this.rx.accumulate(p.mapping, data);
           if (verdict === 'bad') {
             this.checksumFailed(p.mapping.dsn);
-            return;
+            if (!mp.fallback) return;
+            mp.receiveInfinite(chunk.subarray(at)); // the rest of this chunk, as plain TCP
+            at = chunk.length;
+            break;
           }
           if (verdict === 'incomplete') {
             this.unchecked.push({ dsn: p.dsn, data, dataFin: p.dataFin });
