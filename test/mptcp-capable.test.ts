@@ -251,6 +251,25 @@ suite('MP_CAPABLE, our client', () => {
     assert.equal(f.mib.MPCapableSYNTX, 2);
   });
 
+  it('after two unanswered SYNs the next goes without MP_CAPABLE, and a plain SYN/ACK is plain TCP', () => {
+    const f = new MptcpFixture();
+    const sf = f.subflow();
+    const { socket } = f.connect(sf);
+    f.advance(1000); // RTO 1 s, then 2 s: the second and third SYN still offer MPTCP
+    expectMptcp(f.expectSegment(sf, { flags: 'S', seq: 0 }), { subtype: 'mp_capable' });
+    f.advance(2000);
+    expectMptcp(f.expectSegment(sf, { flags: 'S', seq: 0 }), { subtype: 'mp_capable' });
+    f.advance(4000);
+    f.expectSegment(sf, { flags: 'S', seq: 0, noMptcp: true });
+    assert.equal(f.mib.MPCapableSYNTX, 3);
+    assert.equal(f.mib.MPCapableSYNTXDrop, 1);
+    f.send(sf, { flags: 'SA', seq: 0, ack: 1, options: [MSS] });
+    assert.equal(mptcpInfo(socket).fallback, true);
+    f.expectSegment(sf, { flags: 'A', seq: 1, ack: 1, payloadLength: 0, noMptcp: true });
+    socket.write('plain');
+    f.expectSegment(sf, { flags: 'PA', seq: 1, payloadLength: 5, noMptcp: true });
+  });
+
   it('third ACK: MP_CAPABLE of 20 bytes with our key and the server key; C recorded', () => {
     const f = new MptcpFixture();
     const sf = f.subflow();
