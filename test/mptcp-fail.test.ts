@@ -1,19 +1,21 @@
 /**
  * MP_FAIL and the infinite mapping (RFC 8684 §3.7), packet by packet, with DSS checksums on: a
- * bad checksum on one of several subflows resets that subflow with MP_FAIL; an infinite mapping
- * from the peer is fallback at its DSN (packetdrill's mptcp/mp_fail and mptcp_join.sh's "fail"
+ * bad checksum on one of several subflows resets that subflow with MP_FAIL; on the only subflow
+ * there ever was it is MP_FAIL on an ACK and fallback, and the peer's MP_FAIL is answered with an
+ * infinite mapping; an infinite mapping from the peer is fallback at its DSN (packetdrill's mptcp/mp_fail and mptcp_join.sh's "fail"
  * family are the checklist).
  */
 import assert from 'node:assert/strict';
 import { it, describe as suite } from 'node:test';
 import { dssChecksum } from '../src/stack/wire/dss-checksum.js';
-import type { MpFailOption } from '../src/stack/wire/mptcp-options.js';
+import type { DssOption, MpFailOption } from '../src/stack/wire/mptcp-options.js';
 import { MP_TCPRST_REASON } from '../src/stack/wire/mptcp-options.js';
 import { TCP_RST } from '../src/stack/wire/tcp.js';
 import {
   dss,
   expectMptcp,
   MptcpFixture,
+  mp,
   mptcpInfo,
   mptcpOptions,
   PeerMptcp,
@@ -91,5 +93,58 @@ suite('infinite mapping', () => {
       acks.every((s) => mptcpOptions(s).length === 0),
       'no MPTCP option after the fallback',
     );
+  });
+});
+
+suite('RFC 8684 §3.7 on the only subflow: MP_FAIL and the infinite mapping', () => {
+  it('a bad DSS checksum on the only subflow: MP_FAIL on an ACK, not a reset (then the peer sends an infinite mapping)', () => {
+    const { f, k, sf, socket } = checksummed();
+    socket.on('error', () => undefined);
+    const a = pattern(10);
+    f.send(sf, { flags: 'PA', payload: a, options: [mapped(k, 0, 1, a)] });
+    f.take();
+    const bad = pattern(20, 7);
+    f.send(sf, { flags: 'PA', seq: 11, payload: bad, options: [mapped(k, 10, 11, bad, true)] });
+    const seg = f.expectSegment(sf, {});
+    assert.equal(
+      seg.tcp.flags & TCP_RST,
+      0,
+      'no RST: with one subflow the receiver answers MP_FAIL on an ACK',
+    );
+    expectMptcp<MpFailOption>(seg, { subtype: 'mp_fail', dsn: k.peerDsn(10) });
+    assert.equal(f.mib.DSSCorruptionFallback, 1);
+    assert.equal(mptcpInfo(socket).fallback, true);
+    // The peer answers with an infinite mapping, then plain TCP: every byte reaches the reader in
+    // order, the failed mapping's as they arrived (what plain TCP would have delivered).
+    const more = pattern(30, 50);
+    f.send(sf, {
+      flags: 'PA',
+      seq: 31,
+      payload: more.subarray(0, 10),
+      options: [dss({ dataAck: k.ourDsn(0), mapping: { dsn: k.peerDsn(30), ssn: 31, dataLevelLength: 0 } })],
+    });
+    f.send(sf, { flags: 'PA', seq: 41, payload: more.subarray(10) });
+    assert.deepEqual(readNow(socket), Buffer.concat([a, bad, more]));
+    assert.equal(f.mib.InfiniteMapRx, 0); // already fallen back: the option is no longer read
+  });
+
+  it('MP_FAIL from the peer on the only subflow: we answer with an infinite mapping and fall back', () => {
+    const { f, k, sf, socket } = checksummed();
+    socket.write('abcdefghij');
+    f.expectSegment(sf, { flags: 'PA', payloadLength: 10 });
+    f.send(sf, { flags: 'A', ack: 11, options: [mp({ subtype: 'mp_fail', dsn: k.ourDsn(0) })] });
+    assert.equal(f.mib.MPFailRx, 1);
+    socket.write('klmno');
+    const out = f.take().filter((s) => s.payload.length > 0 || mptcpOptions(s).length > 0);
+    const infinite = out.some((s) =>
+      mptcpOptions(s).some((o) => o.subtype === 'dss' && (o as DssOption).mapping?.dataLevelLength === 0),
+    );
+    assert.ok(
+      infinite,
+      `an infinite mapping (DSS with data-level length 0) after MP_FAIL: ${out.length} segments`,
+    );
+    assert.equal(f.mib.InfiniteMapTx, 1);
+    assert.equal(mptcpInfo(socket).fallback, true);
+    readNow(socket);
   });
 });
