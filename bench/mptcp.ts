@@ -16,10 +16,10 @@
  * of alternating runs; the JSON keeps every run and, for ours, the bytes each path carried.
  * Needs root.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { BenchOptions, BenchRow } from './harness.js';
+import { Env, exited, waitForOutput } from './netns-env.js';
 
 const SUITE = 'mptcp';
 const MPTUN = fileURLToPath(new URL('../bin/mptun.js', import.meta.url));
@@ -40,7 +40,7 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
     throw new Error('the MPTCP benchmarks need root (namespaces and TUN devices)');
   const seconds = opts.quick ? 1 : 4;
   const repeats = opts.quick ? 1 : 2;
-  const env = new Env();
+  const env = new Env('bm');
   try {
     const a = env.netns('a');
     const b = env.netns('b');
@@ -217,77 +217,3 @@ async function jsonOf(child: ChildProcess, seconds: number, what: string): Promi
 }
 
 /** Resolves once `re` appears on the child's stdout or stderr (mptun logs to stderr). */
-function waitForOutput(child: ChildProcess, re: RegExp, timeoutMs = 15_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => done(new Error(`timed out waiting for ${re}: ${out}`)), timeoutMs);
-    const onData = (d: string) => {
-      out += d;
-      if (re.test(out)) done();
-    };
-    const onExit = (code: number | null) => done(new Error(`exited (${code}) before printing ${re}: ${out}`));
-    const done = (err?: Error) => {
-      clearTimeout(timer);
-      child.stdout!.off('data', onData);
-      child.stderr!.off('data', onData);
-      child.off('exit', onExit);
-      if (err) reject(err);
-      else resolve();
-    };
-    child.stdout!.setEncoding('utf8').on('data', onData);
-    child.stderr!.setEncoding('utf8').on('data', onData);
-    child.once('exit', onExit);
-  });
-}
-
-function exited(child: ChildProcess, timeoutMs = 30_000): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve(code);
-    });
-  });
-}
-
-/** Namespaces and child processes of this benchmark; cleanup() removes them all. */
-class Env {
-  readonly prefix = `mptun-bm${process.pid}-${randomBytes(2).toString('hex')}`;
-  private readonly namespaces: string[] = [];
-  private readonly children = new Set<ChildProcess>();
-
-  netns(name: string): string {
-    const ns = `${this.prefix}-${name}`;
-    execFileSync('ip', ['netns', 'add', ns]);
-    this.namespaces.push(ns);
-    this.sh(ns, 'ip link set lo up');
-    return ns;
-  }
-
-  sh(ns: string, script: string): string {
-    return execFileSync('ip', ['netns', 'exec', ns, 'sh', '-ec', script], { encoding: 'utf8' });
-  }
-
-  spawn(ns: string, cmd: string, args: string[]): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.children.add(child);
-    child.once('exit', () => this.children.delete(child));
-    // Always drained (a full pipe would stall the child); shown unless it is iperf3's root warning.
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      const text = d.replace(/^Running as user "root".*\n?/m, '');
-      if (/\b(error|warn|fail)/i.test(text))
-        process.stderr.write(`[${cmd === process.execPath ? 'mptun' : cmd}] ${text}`);
-    });
-    return child;
-  }
-
-  async cleanup(): Promise<void> {
-    for (const child of this.children) {
-      const done = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await done;
-    }
-    for (const ns of this.namespaces.splice(0)) execFileSync('ip', ['netns', 'delete', ns]);
-  }
-}

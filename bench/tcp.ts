@@ -16,8 +16,7 @@
  * from its results, our child's cpuUsage, the relay's /proc stat), not softirq work that the
  * kernel does outside them. Each figure is the better of alternating runs. Needs root.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +25,7 @@ import { runClient } from '../src/proxy/perf/client.js';
 import type { PerfStack } from '../src/proxy/perf/stack.js';
 import { openUserStack } from '../src/proxy/perf/user-stack.js';
 import type { BenchOptions, BenchRow } from './harness.js';
+import { Env, exited, waitForOutput } from './netns-env.js';
 
 const SUITE = 'tcp';
 const KERNEL_ADDR = '10.220.0.1';
@@ -48,7 +48,7 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
   if (process.getuid?.() !== 0) throw new Error('the TCP benchmarks need root (namespaces and TUN devices)');
   const seconds = opts.quick ? 1 : 3;
   const repeats = opts.quick ? 1 : 2;
-  const env = new Env();
+  const env = new Env('bt');
   try {
     const u = env.netns('u');
     env.sh(u, `ip addr add ${KERNEL_ADDR}/32 dev lo`);
@@ -109,7 +109,17 @@ async function userRun(env: Env, ns: string, seconds: number, reverse: boolean):
   const self = fileURLToPath(import.meta.url);
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', self, USER_CHILD, ns, String(seconds), reverse ? 'reverse' : 'forward'],
+    // The heap growing factor bin/mptun.js sets (see there): the child measures what users run.
+    [
+      '--heap-growing-percent=1000',
+      '--import',
+      'tsx',
+      self,
+      USER_CHILD,
+      ns,
+      String(seconds),
+      reverse ? 'reverse' : 'forward',
+    ],
     { cwd: dirname(dirname(self)), stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';
@@ -229,79 +239,6 @@ function procCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
-
-function waitForOutput(child: ChildProcess, re: RegExp, timeoutMs = 10_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re}: ${out}`)), timeoutMs);
-    const onData = (d: string) => {
-      out += d;
-      if (re.test(out)) {
-        clearTimeout(timer);
-        child.stdout!.off('data', onData);
-        child.off('exit', onExit);
-        resolve();
-      }
-    };
-    const onExit = (code: number | null) => {
-      clearTimeout(timer);
-      reject(new Error(`exited (${code}) before printing ${re}: ${out}`));
-    };
-    child.stdout!.setEncoding('utf8').on('data', onData);
-    child.once('exit', onExit);
-  });
-}
-
-function exited(child: ChildProcess, timeoutMs = 30_000): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve(code);
-    });
-  });
-}
-
-/** Namespaces and child processes of this benchmark; cleanup() removes them all. */
-class Env {
-  readonly prefix = `mptun-bt${process.pid}-${randomBytes(2).toString('hex')}`;
-  private readonly namespaces: string[] = [];
-  private readonly children = new Set<ChildProcess>();
-
-  netns(name: string): string {
-    const ns = `${this.prefix}-${name}`;
-    execFileSync('ip', ['netns', 'add', ns]);
-    this.namespaces.push(ns);
-    this.sh(ns, 'ip link set lo up');
-    return ns;
-  }
-
-  sh(ns: string, script: string): string {
-    return execFileSync('ip', ['netns', 'exec', ns, 'sh', '-ec', script], { encoding: 'utf8' });
-  }
-
-  spawn(ns: string, cmd: string, args: string[]): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.children.add(child);
-    child.once('exit', () => this.children.delete(child));
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      // iperf3 warns on every start as root; everything else is worth seeing.
-      const text = d.replace(/^Running as user "root".*\n?/m, '');
-      if (text.trim() !== '') process.stderr.write(`[${cmd}] ${text}`);
-    });
-    return child;
-  }
-
-  async cleanup(): Promise<void> {
-    for (const child of this.children) {
-      const done = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await done;
-    }
-    for (const ns of this.namespaces.splice(0)) execFileSync('ip', ['netns', 'delete', ns]);
-  }
 }
 
 if (process.argv[2] === USER_CHILD && process.argv[1] === fileURLToPath(import.meta.url)) {
