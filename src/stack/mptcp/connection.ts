@@ -611,6 +611,26 @@ export class MptcpConnection {
     }
   }
 
+  /**
+   * A subflow's retransmission timer fired: its path may be dead. When another subflow can carry
+   * data, everything it holds unacknowledged is reinjected there at once and it is marked stale
+   * (no new data until it carries an ACK again), so a dead path costs one RTO, not a data-level
+   * RTO (Linux reinjects a stale subflow's data the same way).
+   */
+  onSubflowRto(sf: Subflow): void {
+    if (sf.stale || this.fallback || this._state !== 'established') return;
+    if (!this.subflows.some((s) => s !== sf && !s.stale && s.canCarryData())) return;
+    sf.stale = true;
+    this.counters.SubflowStale++;
+    const una = this.sndUna;
+    const ranges = sf
+      .unacked()
+      .filter((r) => r.dsn + r.length > una)
+      .map((r) => ({ dsn: Math.max(r.dsn, una), length: r.dsn + r.length - Math.max(r.dsn, una) }));
+    this.reinject.unshift(...ranges);
+    this.push();
+  }
+
   /** A subflow's bytes were acknowledged at the TCP level. */
   onSubflowAcked(sf: Subflow, _n: number): void {
     if (this.fallback && sf.role === 'initial') {

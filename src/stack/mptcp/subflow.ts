@@ -62,6 +62,11 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   fullyEstablished = false;
   /** The TCP connection reached CLOSED. */
   closed = false;
+  /**
+   * Its retransmission timer fired while another subflow could carry data: its data went there
+   * and it gets no new data until it carries an ACK again (Linux's stale subflow).
+   */
+  stale = false;
   /** MP_TCPRST reason on our next RST (RFC 8684 §3.6). */
   rstReason: number | undefined;
   readonly join: JoinState | undefined;
@@ -145,7 +150,7 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
 
   /** Room for new data: 0 unless the subflow may carry data now. */
   get sendRoom(): number {
-    if (this.closed || this.handle === undefined || !this.canCarryData()) return 0;
+    if (this.closed || this.stale || this.handle === undefined || !this.canCarryData()) return 0;
     return this.handle.conn.sendRoom;
   }
 
@@ -681,7 +686,14 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     if ((events & TcpEvent.CONNECTED) !== 0) mp.onSubflowConnected(this);
     if ((events & (TcpEvent.READABLE | TcpEvent.PEER_FIN)) !== 0) this.pull();
     if ((events & TcpEvent.PEER_FIN) !== 0) mp.onSubflowFin(this);
-    if ((events & TcpEvent.ACKED) !== 0) mp.push();
+    if ((events & TcpEvent.RTO) !== 0) mp.onSubflowRto(this);
+    if ((events & TcpEvent.ACKED) !== 0) {
+      if (this.stale) {
+        this.stale = false;
+        mp.counters.SubflowRecover++;
+      }
+      mp.push();
+    }
   }
 
   beforeDispatch(now: number): void {

@@ -573,6 +573,7 @@ export class TcpConnection {
       return;
     }
     snd.onRto(now);
+    if (this.hooks !== undefined) this.events |= TcpEvent.RTO;
   }
 
   private onKeepaliveExpired(now: number): void {

@@ -37,6 +37,8 @@ export const TcpEvent = {
   TIMEOUT: 0x40,
   /** New data was acknowledged: room in the congestion window (an MPTCP scheduler pushes more). */
   ACKED: 0x80,
+  /** A retransmission timeout fired with data outstanding (hooks only): the path may be dead. */
+  RTO: 0x100,
 } as const;
 
 /** Why a connection closed abnormally, in the codes Node users know. */
