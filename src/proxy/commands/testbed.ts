@@ -135,6 +135,7 @@ const upCommand: CommandModule<GlobalOptions, UpArgs> = {
           if (step.creates !== undefined) log.info({ ns: step.creates }, 'testbed: namespace');
           else if (log.isLevelEnabled('debug')) log.debug({ step: i + 1, of: total }, step.argv.join(' '));
         },
+        onCleanupError: (err) => log.warn({ err }, 'testbed: could not list namespaces for the cleanup'),
       });
       const state = {
         version: 1 as const,

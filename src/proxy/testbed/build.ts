@@ -199,6 +199,8 @@ export interface UpOptions {
   signal?: AbortSignal;
   /** Called before each step (progress logs). */
   onStep?: (step: Step, index: number, total: number) => void;
+  /** Told when listing the namespaces for the rollback failed (it then removes those it recorded). */
+  onCleanupError?: (err: unknown) => void;
 }
 
 /**
@@ -226,7 +228,16 @@ export async function testbedUp(plan: TestbedPlan, opts: UpOptions = {}): Promis
     }
     if (opts.signal?.aborted) throw new TestbedInterrupted();
   } catch (err) {
-    const failed = await deleteNamespaces(created, run);
+    // What this run made: the namespaces it recorded, and any of the plan's that appeared since
+    // the check above (an `ip netns add` killed by the same Ctrl-C may have made its namespace).
+    let made = created;
+    try {
+      const now = await listNamespaces(run);
+      made = Object.values(plan.namespaces).filter((n) => now.has(n) && !existing.has(n));
+    } catch (listErr) {
+      opts.onCleanupError?.(listErr);
+    }
+    const failed = await deleteNamespaces(made, run);
     // An `ip` killed by the same Ctrl-C fails its step: that is the interruption, not a failure.
     const cause = opts.signal?.aborted ? new TestbedInterrupted() : err;
     if (failed.length > 0) {
