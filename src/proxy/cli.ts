@@ -3,6 +3,7 @@ import { MptunError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../log.js';
 import { perfCommand } from './commands/perf.js';
 import { selfcheckCommand } from './commands/selfcheck.js';
+import { serverCommand } from './commands/server.js';
 import { testbedCommand } from './commands/testbed.js';
 
 /** Options every command accepts. */
@@ -26,6 +27,7 @@ export function buildCli(argv: string[]): Argv {
     })
     .command(selfcheckCommand)
     .command(perfCommand)
+    .command(serverCommand)
     .command(testbedCommand)
     .demandCommand(1, 'Name a command.')
     .strict()

@@ -1,0 +1,82 @@
+/**
+ * One proxied connection: the client's stream (our MPTCP or fallen-back TCP socket) bridged to the
+ * backend over Node's kernel TCP. Two `stream.pipeline`s, one per direction, carry the bytes with
+ * backpressure both ways; both sockets are half-open capable, so the client's FIN reaches the
+ * backend as end() and the backend's reply still flows back (and the other way round). An error
+ * on either side destroys both (the client sees a reset).
+ */
+import { connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from '../../log.js';
+
+export interface BridgeStats {
+  /** Client → backend bytes. */
+  up: number;
+  /** Backend → client bytes. */
+  down: number;
+}
+
+export interface BridgeOptions {
+  front: Duplex;
+  backend: { host: string; port: number };
+  connectTimeoutMs: number;
+  log: Logger;
+}
+
+/** A running bridge; `done` settles once both directions ended (or one failed). */
+export class Bridge {
+  readonly stats: BridgeStats = { up: 0, down: 0 };
+  readonly done: Promise<'ok' | Error>;
+  private readonly back: Socket;
+
+  constructor(private readonly o: BridgeOptions) {
+    const { front, backend, log } = o;
+    const back = connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+    this.back = back;
+    back.setNoDelay(true);
+    const timer = setTimeout(() => {
+      back.destroy(
+        new Error(`backend ${backend.host}:${backend.port} did not answer within ${o.connectTimeoutMs} ms`),
+      );
+    }, o.connectTimeoutMs);
+    back.once('connect', () => {
+      clearTimeout(timer);
+      log.debug(
+        { backend: `${back.remoteAddress}:${back.remotePort}`, local: back.localPort },
+        'backend connected',
+      );
+    });
+    back.once('close', () => clearTimeout(timer));
+    front.on('data', (d: Buffer) => {
+      this.stats.up += d.length;
+    });
+    back.on('data', (d: Buffer) => {
+      this.stats.down += d.length;
+    });
+    const up = pipeline(front, back).then(() =>
+      log.debug({ bytes: this.stats.up }, 'client finished sending'),
+    );
+    const down = pipeline(back, front).then(() =>
+      log.debug({ bytes: this.stats.down }, 'backend finished sending'),
+    );
+    this.done = Promise.all([up, down]).then(
+      () => {
+        front.destroy();
+        back.destroy();
+        return 'ok' as const;
+      },
+      (err: Error) => {
+        front.destroy();
+        back.destroy();
+        return err;
+      },
+    );
+  }
+
+  /** Ends the connection now (after a drain that ran out): both sides are destroyed. */
+  abort(reason: Error): void {
+    this.back.destroy(reason);
+    this.o.front.destroy(reason);
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * `mptun server`: the one typed configuration, validated from the command line before anything
+ * starts. Kept free of the TUN binding and the stack, so a bad flag is reported (exit 2) on any
+ * host. Every problem is a message that names the fix.
+ */
+import { isIP } from 'node:net';
+import { type AnnouncedAddress, announceText, parseAnnounce } from '../perf/mptcp-options.js';
+
+export interface ServerRoute {
+  /** The port the MPTCP listener takes (on every address of the stack). */
+  listen: number;
+  backend: { host: string; port: number };
+}
+
+export interface ServerConfig {
+  tun: string;
+  /** The load-balanced address: where clients connect (the C flag keeps joins off it). */
+  vip: string;
+  /** The server's own addresses: announced with ADD_ADDR unless --announce says otherwise. */
+  unique: string[];
+  /** What ADD_ADDR announces (each the VIP with a port, or one of `unique`). */
+  announce: AnnouncedAddress[];
+  /** --listen / --backend pairs, in order. */
+  routes: ServerRoute[];
+  cFlag: boolean;
+  checksum: boolean;
+  /** Route the VIP and the unique addresses into the TUN (and remove those routes on exit). */
+  hostRoutes: boolean;
+  offload: boolean;
+  /** How long a graceful shutdown waits for open connections before closing them. */
+  drainTimeoutMs: number;
+  /** Give up connecting to the backend after this long (the client's connection is reset). */
+  backendTimeoutMs: number;
+}
+
+/** The flags as yargs hands them over (before validation). */
+export interface ServerFlags {
+  tun?: string | undefined;
+  vip?: string | undefined;
+  unique?: string[] | undefined;
+  announce?: string[] | undefined;
+  listen?: (number | string)[] | undefined;
+  backend?: string[] | undefined;
+  'c-flag'?: boolean | undefined;
+  checksum?: boolean | undefined;
+  routes?: boolean | undefined;
+  offload?: boolean | undefined;
+  'drain-timeout'?: number | undefined;
+  'backend-timeout'?: number | undefined;
+}
+
+/** The result of validation: the config, or the first problem. */
+export type ConfigResult = { config: ServerConfig } | { error: string };
+
+function checkPort(text: number | string, flag: string): number | string {
+  const n = typeof text === 'number' ? text : Number(text);
+  if (String(text).trim() === '' || !Number.isInteger(n) || n < 1 || n > 65535)
+    return `${flag} '${text}': the port must be 1-65535`;
+  return n;
+}
+
+/** Parses `HOST:PORT` or `[IPv6]:PORT` (HOST an IP address or a name). */
+export function parseBackend(text: string): { host: string; port: number } | { error: string } {
+  const forms = 'use HOST:PORT or [IPv6]:PORT, e.g. --backend 127.0.0.1:8080';
+  const m = /^\[([^\]]+)\]:([^:]*)$/.exec(text) ?? /^([^:[\]]+):([^:]*)$/.exec(text);
+  if (!m) return { error: `--backend '${text}': ${forms}` };
+  const host = m[1] ?? '';
+  if (text.startsWith('[') && isIP(host) !== 6)
+    return { error: `--backend '${text}': brackets are for IPv6; ${forms}` };
+  if (!text.startsWith('[') && isIP(host) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host))
+    return { error: `--backend '${text}': '${host}' is not an IP address or host name; ${forms}` };
+  const port = checkPort(m[2] ?? '', `--backend '${text}':`);
+  if (typeof port === 'string') return { error: port.replace(/'[^']*': the port/, 'the port') };
+  return { host, port };
+}
+
+function sameIp(a: string, b: string): boolean {
+  if (isIP(a) !== isIP(b)) return false;
+  if (isIP(a) === 4) return a === b;
+  // Compare IPv6 through the URL parser's canonical form (fd00::1 == fd00:0::1).
+  return new URL(`http://[${a}]/`).hostname === new URL(`http://[${b}]/`).hostname;
+}
+
+const MAX_DRAIN_S = 3600;
+
+/** Validates the flags into one ServerConfig; the first problem is returned as a message naming the fix. */
+export function validateServerFlags(f: ServerFlags): ConfigResult {
+  if (!f.tun) return { error: '--tun NAME is required: the TUN interface mptun opens (created if missing)' };
+  if (f.vip === undefined)
+    return { error: '--vip IP is required: the load-balanced address clients connect to' };
+  if (isIP(f.vip) === 0)
+    return { error: `--vip '${f.vip}': not an IP address (no prefix: --vip 10.100.0.100)` };
+  const unique = f.unique ?? [];
+  for (const u of unique) {
+    if (isIP(u) === 0)
+      return { error: `--unique '${u}': not an IP address (no prefix: --unique 10.100.1.1)` };
+    if (sameIp(u, f.vip))
+      return {
+        error: `--unique ${u} is the --vip; a unique address must be this server's own, not load-balanced`,
+      };
+  }
+  const announce: AnnouncedAddress[] = [];
+  for (const text of f.announce ?? []) {
+    const a = parseAnnounce(text);
+    if ('error' in a) return { error: a.error };
+    if (sameIp(a.address, f.vip)) {
+      if (a.port === undefined)
+        return {
+          error: `--announce ${text}: announcing the VIP without a port gives clients nothing new (the C flag keeps joins off it); announce a --unique address, or the VIP with this server's own port (--announce ${announceText({ address: a.address, port: 5999 })})`,
+        };
+    } else if (!unique.some((u) => sameIp(u, a.address))) {
+      return {
+        error: `--announce ${text}: ${a.address} is not one of this server's addresses; add --unique ${a.address} (a server announces its own unique address)`,
+      };
+    }
+    announce.push(a);
+  }
+  if (f.announce === undefined) for (const u of unique) announce.push({ address: u });
+  const listens = f.listen ?? [];
+  const backends = f.backend ?? [];
+  if (listens.length === 0) {
+    return {
+      error:
+        backends.length > 0
+          ? `--backend ${backends[0]} has no --listen: give one --listen PORT per --backend, in order (--listen 5001 --backend ${backends[0]})`
+          : '--listen PORT and --backend HOST:PORT are required (one --backend per --listen, in order)',
+    };
+  }
+  if (backends.length !== listens.length) {
+    return {
+      error:
+        backends.length < listens.length
+          ? `--listen ${listens[backends.length]} has no --backend: give one --backend HOST:PORT per --listen, in order`
+          : `--backend ${backends[listens.length]} has no --listen: give one --listen PORT per --backend, in order`,
+    };
+  }
+  const routes: ServerRoute[] = [];
+  for (const [i, l] of listens.entries()) {
+    const port = checkPort(l, '--listen');
+    if (typeof port === 'string') return { error: port };
+    if (routes.some((r) => r.listen === port))
+      return { error: `--listen ${port} is given twice; each port once` };
+    const b = parseBackend(backends[i] ?? '');
+    if ('error' in b) return b;
+    routes.push({ listen: port, backend: b });
+  }
+  const drain = f['drain-timeout'] ?? 10;
+  if (!(Number.isFinite(drain) && drain >= 0 && drain <= MAX_DRAIN_S))
+    return { error: `--drain-timeout must be 0-${MAX_DRAIN_S} seconds` };
+  const backendTimeout = f['backend-timeout'] ?? 10;
+  if (!(Number.isFinite(backendTimeout) && backendTimeout > 0 && backendTimeout <= 600))
+    return { error: '--backend-timeout must be more than 0 and at most 600 seconds' };
+  return {
+    config: {
+      tun: f.tun,
+      vip: f.vip,
+      unique,
+      announce,
+      routes,
+      cFlag: f['c-flag'] ?? true,
+      checksum: f.checksum ?? false,
+      hostRoutes: f.routes ?? true,
+      offload: f.offload ?? true,
+      drainTimeoutMs: drain * 1000,
+      backendTimeoutMs: backendTimeout * 1000,
+    },
+  };
+}
