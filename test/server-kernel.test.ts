@@ -208,11 +208,34 @@ test('a plain TCP client is served the same (no MPTCP at all)', async () => {
   assert.match(mptun.stderr(), /"proto":"(tcp|fallback)"/);
 });
 
-test('SIGTERM: a clean exit that leaves no route or TUN behind', async () => {
+test('SIGTERM drains: no new connections, an open one finishes, one that never ends is cut at --drain-timeout; then no route or TUN is left', async () => {
+  const size = 1_000_000;
+  const held = (seed: number) =>
+    startClient(lab, t.cli, { host: VIP, port: 5002, bytes: size, seed, hold: true, timeout: 30 });
+  const finishing = held(44);
+  const stuck = held(45);
+  await finishing.step('holding', 0);
+  await stuck.step('holding', 0);
   mptun.child.kill('SIGTERM');
+  await mptun.waitFor(/"open":2,"drainMs":5000,"msg":"server: draining"/);
+  // The listeners are closed: a new connection is refused.
+  const late = start(lab, t.cli, 'python3', [
+    '-c',
+    'import socket,sys\ntry:\n  socket.create_connection((sys.argv[1], 5002), 5)\nexcept ConnectionRefusedError:\n  print("refused")',
+    VIP,
+  ]);
+  await late.waitFor(/^refused$/m);
+  finishing.release();
+  await finishing.done(20_000);
+  assert.deepEqual(finishing.connections()[0]?.received, {
+    bytes: REPLY,
+    sha256: labSha256(REPLY_SEED, REPLY),
+  });
   const { code } = await mptun.done(20_000);
   assert.equal(code, 0, mptun.stderr());
-  assert.match(mptun.stderr(), /"msg":"server: stopped"/);
+  assert.match(mptun.stderr(), /"aborted":1,.*"msg":"server: stopped"/);
+  stuck.release();
+  await assert.rejects(stuck.done(20_000), 'the cut connection fails at the client');
   const routes = lab.exec(t.srv, 'ip', 'route', 'show');
   assert.doesNotMatch(routes, new RegExp(TUN));
   assert.doesNotMatch(routes, new RegExp(`^(${VIP}|${UNIQUE})\\b`.replaceAll('.', '\\.'), 'm'));
