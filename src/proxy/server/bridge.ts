@@ -54,6 +54,10 @@ export class Bridge {
     back.on('data', (d: Buffer) => {
       this.stats.down += d.length;
     });
+    // A failure on one side resets the other, before pipeline() destroys it (a plain destroy of
+    // Node's socket would send FIN: a clean end of stream the peer could take for success).
+    back.once('error', () => reset(front));
+    front.once('error', () => reset(back));
     const up = pipeline(front, back).then(() =>
       log.debug({ bytes: this.stats.up }, 'client finished sending'),
     );
@@ -67,8 +71,8 @@ export class Bridge {
         return 'ok' as const;
       },
       (err: Error) => {
-        front.destroy();
-        back.destroy();
+        reset(front);
+        reset(back);
         return err;
       },
     );
@@ -76,7 +80,19 @@ export class Bridge {
 
   /** Ends the connection now (after a drain that ran out): both sides are destroyed. */
   abort(reason: Error): void {
-    this.back.destroy(reason);
-    this.o.front.destroy(reason);
+    reset(this.back, reason);
+    reset(this.o.front, reason);
   }
+}
+
+/**
+ * Ends a failed side with a reset, so its peer learns the connection broke instead of reading a
+ * clean end of stream: Node's sockets do that with resetAndDestroy() (destroy() alone sends
+ * FIN); our stack's TcpSocket resets on destroy().
+ */
+function reset(stream: Duplex, reason?: Error): void {
+  if (stream.destroyed) return;
+  const rst = (stream as Partial<Socket>).resetAndDestroy;
+  if (typeof rst === 'function') rst.call(stream);
+  else stream.destroy(reason);
 }
