@@ -729,7 +729,10 @@ export class MptcpConnection {
     }
     const room = this.rcv.window - (at - this.rcvNxt);
     if (room <= 0) {
-      this.counters.rcvBufferFullDrops++;
+      // One byte beyond a closed window is the peer's data-level window probe (it passes a
+      // subflow whose own TCP window is open; ours probes with a new byte each time), not data
+      // lost to a full buffer.
+      if (bytes.length !== 1) this.counters.rcvBufferFullDrops++;
       sf.wantAck(); // a window probe: the answer tells the sender our window
       return;
     }

@@ -42,8 +42,13 @@ import { dsnAdd, seqAdd, seqDiff } from '../wire/seqnum.js';
 
 /** Largest data-level length: the DSS field is 16 bits (RFC 8684 §3.3). */
 export const MAX_DATA_LEVEL_LENGTH = 0xffff;
-/** Mappings held at most by default (a kernel peer maps at most 64 KB per DSS). */
-export const DEFAULT_MAX_PENDING = 64;
+/**
+ * Mappings held at most by default. A sender may map as little as one segment per DSS (the
+ * kernel maps per skb, we map what each push gives a subflow), so a subflow holding a window's
+ * worth out of order behind a loss can hold thousands: enough for a 4 MiB window at 1 KiB each.
+ * A refused mapping leaves its bytes unmapped, and that resets the subflow (DSSNoMatchTCP).
+ */
+export const DEFAULT_MAX_PENDING = 4096;
 /**
  * A mapping may start at most this far beyond the consumed point: TCP's window is capped at
  * 2^30 (RFC 7323 §2.3), and it keeps every held mapping within 2^31 of the others, so the

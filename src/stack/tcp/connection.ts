@@ -196,7 +196,11 @@ export class TcpConnection {
       (now, emit, seq, flags, payload, gso) => this.emitSegment(now, emit, seq, flags, payload, gso),
     );
     this.rec = this.snd.rec;
-    this.recv = new ReceiveBuffer(config.recvBufferSize);
+    // An MPTCP subflow advertises the connection-level window (RFC 8684 §3.3.4), which its own
+    // buffer must not cap: in-order bytes leave it at once, so a small subflow buffer would
+    // limit the whole connection's window (and never autotune, each subflow seeing a share).
+    const shared = params.hooks?.receiveSpace?.() ?? 0;
+    this.recv = new ReceiveBuffer(Math.max(config.recvBufferSize, shared));
     this.tuneEpochStart = params.now;
   }
 
@@ -896,7 +900,10 @@ export class TcpConnection {
   private receiveSpace(): number {
     const own = this.recv.window;
     const shared = this.hooks?.receiveSpace?.();
-    return shared === undefined ? own : Math.min(own, shared);
+    const space = shared === undefined ? own : Math.min(own, shared);
+    // No more than the window field can carry (RFC 7323 §2.3), or a window update would be due
+    // for room the peer can never be told of.
+    return Math.min(space, MAX_UNSCALED_WINDOW * 2 ** this.rcvWindowScale);
   }
 
   /** RFC 5961 §7: challenge ACKs, rate-limited per connection. */
