@@ -7,6 +7,7 @@
  * does not depend on the machine: the figures are exact for a given commit.
  * 'direct' is the script's topology (one subflow per path); 'lb' the load-balancer one (C flag
  * on the VIP, joins to the announced unique address: two subflows on path 0, one on path 1).
+ * Paths queue 1000 packets as netem does by default; the last rows use 100-packet queues.
  * `--quick` runs 2 MiB transfers (the limit scales with the size).
  */
 import {
@@ -37,7 +38,7 @@ function row(r: SimultCaseResult): BenchRow {
   for (const p of r.result.paths) extra[`path${p.path}.${p.dir}.queueDropped`] = p.queueDropped;
   return {
     suite: 'multipath',
-    name: `${r.mode} ${r.case} (${r.direction})`,
+    name: `${r.mode}${r.queuePackets === 1000 ? '' : ` q${r.queuePackets}`} ${r.case} (${r.direction})`,
     value: Math.round(r.elapsedMs),
     unit: 'sim ms',
     baseline: { name: 'simult_flows limit', value: r.limitMs },
@@ -56,6 +57,13 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
         rows.push(row(r));
       }
     }
+  }
+  // The same upload matrix with 100-packet queues: what netem's 1000-packet queue costs us
+  // (slow start overshooting into a queue of seconds, then recovery and data-level HoL).
+  for (const c of SIMULT_FLOWS_CASES) {
+    const r = await runSimultCase(c, 'upload', { size, queuePackets: 100 });
+    if (!r.shaEqual) throw new Error(`multipath bench: ${c.name} q100: SHA-256 differs`);
+    rows.push(row(r));
   }
   return rows;
 }

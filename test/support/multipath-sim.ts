@@ -406,6 +406,8 @@ export interface SimultCaseResult {
   case: string;
   direction: 'upload' | 'download';
   mode: 'direct' | 'lb';
+  /** Packets each path's queue holds (netem's default, 1000, unless asked). */
+  queuePackets: number;
   limitMs: number;
   elapsedMs: number;
   shaEqual: boolean;
@@ -419,7 +421,7 @@ export interface SimultCaseResult {
 export async function runSimultCase(
   c: SimultCase,
   direction: 'upload' | 'download',
-  options: { seed?: number; mode?: 'direct' | 'lb'; size?: number } = {},
+  options: { seed?: number; mode?: 'direct' | 'lb'; size?: number; queuePackets?: number } = {},
 ): Promise<SimultCaseResult> {
   const size = options.size ?? SIMULT_LARGE;
   const mode = options.mode ?? 'direct';
@@ -427,8 +429,8 @@ export async function runSimultCase(
     seed: options.seed ?? 1,
     mode,
     paths: [
-      { rateMbit: c.rates[0], delayMs: c.delays[0] },
-      { rateMbit: c.rates[1], delayMs: c.delays[1] },
+      { rateMbit: c.rates[0], delayMs: c.delays[0], queuePackets: options.queuePackets ?? 1000 },
+      { rateMbit: c.rates[1], delayMs: c.delays[1], queuePackets: options.queuePackets ?? 1000 },
     ],
   });
   const large = patternBytes(1, size);
@@ -439,5 +441,15 @@ export async function runSimultCase(
   const shaEqual =
     result.clientToServer.sentSha256 === result.clientToServer.receivedSha256 &&
     result.serverToClient.sentSha256 === result.serverToClient.receivedSha256;
-  return { case: c.name, direction, mode, limitMs, elapsedMs: result.elapsedMs, shaEqual, result };
+  const queuePackets = options.queuePackets ?? 1000;
+  return {
+    case: c.name,
+    direction,
+    mode,
+    queuePackets,
+    limitMs,
+    elapsedMs: result.elapsedMs,
+    shaEqual,
+    result,
+  };
 }
