@@ -451,8 +451,14 @@ export class MptcpConnection {
           const sf =
             this.subflows.find((s) => s.canCarryData() && !s.isBackup) ??
             this.subflows.find((s) => s.canCarryData());
-          if (sf !== undefined) sf.assign(start, 1);
-          if (sf !== undefined) this.sndNxt += 1;
+          if (sf === undefined) break;
+          // The first probe is the next new byte; later ones resend the oldest unacknowledged
+          // byte, so probes never climb past the window edge and a window that reopens takes it.
+          if (this.sndUna < this.sndNxt) sf.assign(this.sndUna, 1);
+          else {
+            sf.assign(start, 1);
+            this.sndNxt += 1;
+          }
           break;
         }
       }
