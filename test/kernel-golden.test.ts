@@ -178,7 +178,12 @@ function tshark(path: string, ...args: string[]): string {
 }
 
 /** All the checks, on a fresh capture or the fixture. */
-function checkCapture(path: string): void {
+/**
+ * `fresh`: a capture just made. The kernel sends 4-byte DATA_ACKs only until it has seen the
+ * peer's first 8-byte DSN, so whether a fresh capture holds one depends on ACK timing (one CI run
+ * on a loaded machine had none); the fixture is checked for both forms.
+ */
+function checkCapture(path: string, fresh = false): void {
   const { segments, others } = loadSegments(path);
   assert.equal(others, 1, 'only the UDP end marker besides TCP');
   assert.ok(segments.length > 40, `only ${segments.length} TCP segments captured`);
@@ -226,9 +231,14 @@ function checkCapture(path: string): void {
     'DSS mapping without checksum',
   );
   assert.ok(
-    dss.some(([, o]) => o.dataAck64) && dss.some(([, o]) => o.dataAck !== undefined && !o.dataAck64),
-    'DATA_ACK in 8 and 4 bytes',
+    dss.some(([, o]) => o.dataAck64),
+    'DATA_ACK in 8 bytes',
   );
+  if (!fresh)
+    assert.ok(
+      dss.some(([, o]) => o.dataAck !== undefined && !o.dataAck64),
+      'DATA_ACK in 4 bytes',
+    );
   const addAddr = withOption(segments, isAddAddr);
   const announce = addAddr.find(([, o]) => !o.echo);
   assert.ok(announce !== undefined, 'ADD_ADDR');
@@ -385,7 +395,7 @@ describe('kernel MPTCP golden vectors', () => {
     assert.ok(clientEvents[0]?.includes(6), `events ${JSON.stringify(clientEvents)}`);
     assert.equal(clientEvents[0]?.filter((e) => e === 10).length, CAPTURE.conn1.joins);
     assert.equal(clientEvents[1]?.filter((e) => e === 10).length, CAPTURE.conn2.joins);
-    checkCapture(pcap);
+    checkCapture(pcap, true);
     if (process.env['MPTUN_UPDATE_FIXTURES'] === '1') copyFileSync(pcap, FIXTURE);
   });
 });
