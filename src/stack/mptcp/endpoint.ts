@@ -52,14 +52,27 @@ export class MptcpEndpoint implements MptcpEndpointContext, PathManagerHost {
   }
 
   /** A new connection (client or server) with a fresh, unique local key. */
-  private newConnection(role: 'client' | 'server', config: Partial<MptcpConfig> | undefined) {
+  /**
+   * A new connection with its initial subflow: a fresh unique local key, or `claimKey` (a SYN
+   * cookie's, undefined when its token is taken). Servers set the C flag unless told not to.
+   */
+  private newConnection(
+    role: 'client' | 'server',
+    config: Partial<MptcpConfig> | undefined,
+    tcp: Partial<TcpConfig> | undefined,
+    claimKey?: bigint,
+  ): Subflow | undefined {
     const reg: Registration = { conn: undefined };
-    const key = this.tokens.allocate(reg);
+    const key = claimKey === undefined ? this.tokens.allocate(reg) : this.tokens.claim(claimKey, reg);
     if (key === undefined) return undefined;
-    const conn = new MptcpConnection(this, { ...DEFAULT_MPTCP_CONFIG, ...config }, role, key);
+    const settings = { ...DEFAULT_MPTCP_CONFIG, ...(role === 'server' ? { cFlag: true } : {}), ...config };
+    const conn = new MptcpConnection(this, settings, role, key);
     reg.conn = conn;
     conn.pm = new PathManager(this);
-    return conn;
+    this.joinTcp.set(conn, tcp);
+    const subflow = new Subflow(conn, conn.newSubflowId(), 'initial', role === 'client');
+    conn.add(subflow);
+    return subflow;
   }
 
   /** Active open: the connection and the owner of its initial subflow (the caller opens the TCP side). */
@@ -67,12 +80,8 @@ export class MptcpEndpoint implements MptcpEndpointContext, PathManagerHost {
     config: Partial<MptcpConfig> | undefined,
     tcp: Partial<TcpConfig> | undefined,
   ): { conn: MptcpConnection; subflow: Subflow } | undefined {
-    const conn = this.newConnection('client', config);
-    if (conn === undefined) return undefined;
-    this.joinTcp.set(conn, tcp);
-    const subflow = new Subflow(conn, conn.newSubflowId(), 'initial', true);
-    conn.add(subflow);
-    return { conn, subflow };
+    const subflow = this.newConnection('client', config, tcp);
+    return subflow === undefined ? undefined : { conn: subflow.mp, subflow };
   }
 
   /**
@@ -84,6 +93,18 @@ export class MptcpEndpoint implements MptcpEndpointContext, PathManagerHost {
     config: Partial<MptcpConfig>,
     tcp: Partial<TcpConfig> | undefined,
   ): Subflow | undefined {
+    const mpc = this.synMpCapable(syn);
+    if (mpc === undefined) return undefined;
+    const subflow = this.newConnection('server', config, tcp);
+    if (subflow !== undefined && mpc.checksumRequired) subflow.mp.checksum = true;
+    return subflow;
+  }
+
+  /**
+   * The MP_CAPABLE of a SYN that we answer with MPTCP (counted MPCapableSYNRX), or undefined for
+   * plain TCP: none, a malformed one, or flags we do not speak (no H, B set, a key in a SYN).
+   */
+  private synMpCapable(syn: TcpHeader): MpCapableOption | undefined {
     const mpc = findMptcp(syn, 'mp_capable') as MpCapableOption | undefined;
     if (mpc === undefined) {
       if (syn.options.some((o) => o.type === 'mptcp-invalid')) this.counters.mptcpOptionInvalid++;
@@ -94,13 +115,7 @@ export class MptcpEndpoint implements MptcpEndpointContext, PathManagerHost {
       this.counters.MPCapableFallbackSYNACK++;
       return undefined;
     }
-    const conn = this.newConnection('server', { cFlag: true, ...config });
-    if (conn === undefined) return undefined;
-    if (mpc.checksumRequired) conn.checksum = true;
-    this.joinTcp.set(conn, tcp);
-    const subflow = new Subflow(conn, conn.newSubflowId(), 'initial', false);
-    conn.add(subflow);
-    return subflow;
+    return mpc;
   }
 
   /**
@@ -108,10 +123,8 @@ export class MptcpEndpoint implements MptcpEndpointContext, PathManagerHost {
    * back with the client's), or undefined when the SYN gets plain TCP.
    */
   cookieSynAckOption(syn: TcpHeader, config: Partial<MptcpConfig>): MpCapableOption | undefined {
-    const mpc = findMptcp(syn, 'mp_capable') as MpCapableOption | undefined;
-    if (mpc === undefined || !mpc.hmacSha256 || mpc.extensibility || mpc.senderKey !== undefined)
-      return undefined;
-    this.counters.MPCapableSYNRX++;
+    const mpc = this.synMpCapable(syn);
+    if (mpc === undefined) return undefined;
     const settings = { ...DEFAULT_MPTCP_CONFIG, cFlag: true, ...config };
     return {
       subtype: 'mp_capable',
@@ -132,21 +145,8 @@ export class MptcpEndpoint implements MptcpEndpointContext, PathManagerHost {
   passiveFromCookie(ack: TcpHeader, config: Partial<MptcpConfig>, tcp: Partial<TcpConfig> | undefined) {
     const mpc = findMptcp(ack, 'mp_capable') as MpCapableOption | undefined;
     if (mpc?.receiverKey === undefined || mpc.senderKey === undefined) return undefined;
-    const reg: Registration = { conn: undefined };
-    const key = this.tokens.claim(mpc.receiverKey, reg);
-    if (key === undefined) return undefined;
-    const conn = new MptcpConnection(
-      this,
-      { ...DEFAULT_MPTCP_CONFIG, cFlag: true, ...config },
-      'server',
-      key,
-    );
-    reg.conn = conn;
-    conn.pm = new PathManager(this);
-    if (mpc.checksumRequired) conn.checksum = true;
-    this.joinTcp.set(conn, tcp);
-    const subflow = new Subflow(conn, conn.newSubflowId(), 'initial', false);
-    conn.add(subflow);
+    const subflow = this.newConnection('server', config, tcp, mpc.receiverKey);
+    if (subflow !== undefined && mpc.checksumRequired) subflow.mp.checksum = true;
     return subflow;
   }
 
