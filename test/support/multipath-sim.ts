@@ -31,6 +31,7 @@ import type { TcpSocket } from '../../src/stack/iface/tcp-socket.js';
 import type { MptcpInfo } from '../../src/stack/mptcp/connection.js';
 import type { MptcpConfig } from '../../src/stack/mptcp/types.js';
 import type { TcpConfig } from '../../src/stack/tcp/connection.js';
+import { runClock, seededBytes } from './sim.js';
 
 export const MP_CLIENT_ADDRS = ['10.1.1.1', '10.1.2.1'] as const;
 export const MP_VIP = '10.1.3.3';
@@ -171,34 +172,12 @@ export class MultipathSim {
 
   /** Runs until `done()`; throws past `limitMs` of simulated time or on a stall. */
   async run(done: () => boolean, limitMs: number): Promise<void> {
-    const start = this.clock.now();
-    let idleTurns = 0;
-    while (!done()) {
-      const next = this.clock.nextAt();
-      if (next === undefined) {
-        if (++idleTurns > 50) throw new Error(`simulation stalled at ${this.clock.now()} ms`);
-        await yieldToLoop();
-        continue;
-      }
-      idleTurns = 0;
-      if (next - start > limitMs) throw new Error(`simulation passed its ${limitMs} ms limit`);
-      this.clock.advanceTo(next);
-      await yieldToLoop();
-    }
+    await runClock(this.clock, done, limitMs);
   }
 }
 
-function yieldToLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-/** `length` deterministic pseudo-random bytes. */
-export function patternBytes(seed: number, length: number): Uint8Array {
-  const rng = new SeededRandom(seed, 9);
-  const words = new Uint32Array(Math.ceil(length / 4));
-  for (let i = 0; i < words.length; i++) words[i] = rng.nextU32();
-  return new Uint8Array(words.buffer, 0, length);
-}
+/** `length` deterministic pseudo-random bytes (the simulator's own generator). */
+export const patternBytes = seededBytes;
 
 export interface SubflowReport {
   /** Which end this subflow belongs to, and the path it crosses. */

@@ -203,21 +203,7 @@ export class Sim {
    * passes `limitMs` or nothing is left to run (a stall).
    */
   async run(done: () => boolean, limitMs: number): Promise<void> {
-    const start = this.clock.now();
-    let idleTurns = 0;
-    while (!done()) {
-      const next = this.clock.nextAt();
-      if (next === undefined) {
-        // Stream callbacks may still schedule work; give them a few turns before calling it a stall.
-        if (++idleTurns > 50) throw new Error(`simulation stalled at ${this.clock.now()} ms`);
-        await yieldToLoop();
-        continue;
-      }
-      idleTurns = 0;
-      if (next - start > limitMs) throw new Error(`simulation passed its ${limitMs} ms limit`);
-      this.clock.advanceTo(next);
-      await yieldToLoop();
-    }
+    await runClock(this.clock, done, limitMs);
   }
 
   /** Runs the simulation for `ms` of simulated time (idle stretches included). */
@@ -285,6 +271,29 @@ function dataSegment(data: Uint8Array): { seq: number; length: number } | undefi
   const seq =
     ((data[ihl + 4]! << 24) | (data[ihl + 5]! << 16) | (data[ihl + 6]! << 8) | data[ihl + 7]!) >>> 0;
   return { seq, length };
+}
+
+/**
+ * Runs a manual clock until `done()` holds: each step runs every timer of the next instant, then
+ * lets the event loop run the streams' deferred callbacks. Throws when simulated time passes
+ * `limitMs` or nothing is left to run (a stall).
+ */
+export async function runClock(clock: ManualScheduler, done: () => boolean, limitMs: number): Promise<void> {
+  const start = clock.now();
+  let idleTurns = 0;
+  while (!done()) {
+    const next = clock.nextAt();
+    if (next === undefined) {
+      // Stream callbacks may still schedule work; give them a few turns before calling it a stall.
+      if (++idleTurns > 50) throw new Error(`simulation stalled at ${clock.now()} ms`);
+      await yieldToLoop();
+      continue;
+    }
+    idleTurns = 0;
+    if (next - start > limitMs) throw new Error(`simulation passed its ${limitMs} ms limit`);
+    clock.advanceTo(next);
+    await yieldToLoop();
+  }
 }
 
 function yieldToLoop(): Promise<void> {
