@@ -38,7 +38,7 @@ const DATA_FIN_RETRIES = 8;
 const DATA_RTO_MIN_MS = 1000;
 const DATA_RTO_MAX_MS = 60_000;
 
-export type MptcpState = 'connecting' | 'established' | 'closing' | 'closed';
+export type MptcpState = 'connecting' | 'established' | 'closed';
 
 export interface MptcpSubflowInfo {
   id: number;

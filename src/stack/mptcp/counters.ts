@@ -194,8 +194,6 @@ export const MPTCP_COUNTER_NAMES = [
   'reinjectedBytes',
   /** A DATA_ACK for data never sent (or far too old): ignored. */
   'dataAckInvalid',
-  /** MP_JOIN SYNs refused: the connection has its most subflows, or fell back. */
-  'joinRefusedLimit',
   /** Subflows we opened toward an announced address, and those the C flag kept us from. */
   'joinsOpened',
   'joinsSkippedCFlag',

@@ -162,7 +162,6 @@ export class MptcpEndpoint implements MptcpEndpointContext, PathManagerHost {
     this.counters.MPJoinSynRx++;
     if (j.backup) this.counters.MPJoinSynBackupRx++;
     if (conn.fallback || conn.state !== 'established' || conn.subflows.length >= conn.config.maxSubflows) {
-      this.counters.joinRefusedLimit++;
       this.counters.MPJoinRejected++;
       return 'refused';
     }
