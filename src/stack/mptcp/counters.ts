@@ -197,8 +197,20 @@ export const MPTCP_COUNTER_NAMES = [
   /** Subflows we opened toward an announced address, and those the C flag kept us from. */
   'joinsOpened',
   'joinsSkippedCFlag',
+  /**
+   * Path manager healing: join attempts re-creating a lost subflow (each one opened), those that
+   * became fully established, and stale subflows given up to be replaced.
+   */
+  'joinRetries',
+  'subflowsRecreated',
+  'staleSubflowsReplaced',
   /** The DATA_ACK stalled for a data-level RTO: the oldest data was reinjected. */
   'dataRtoFired',
+  /** Redundant scheduler: copies given to a further subflow (mappings), and their bytes. */
+  'redundantCopies',
+  'redundantBytes',
+  /** No regular subflow was usable any more: data went to backup subflows (MP_PRIO). */
+  'backupTakeover',
 ] as const;
 
 export type MptcpCounterName = (typeof MPTCP_COUNTER_NAMES)[number];
