@@ -22,19 +22,34 @@ export interface BridgeOptions {
   backend: { host: string; port: number };
   connectTimeoutMs: number;
   log: Logger;
+  /**
+   * Opens the back side instead of a kernel TCP connection to `backend` (which then only names
+   * it in logs and errors): mptun client opens an MPTCP connection on its own stack. The stream
+   * must emit 'connect' once established and 'error' if that fails.
+   */
+  openBack?: () => BackSide;
 }
+
+/** What the bridge needs of its back side: a Duplex; Node's Socket and our TcpSocket both fit. */
+export type BackSide = Duplex & {
+  remoteAddress?: string | undefined;
+  remotePort?: number | undefined;
+  localPort?: number | undefined;
+  setNoDelay?: (noDelay?: boolean) => unknown;
+};
 
 /** A running bridge; `done` settles once both directions ended (or one failed). */
 export class Bridge {
   readonly stats: BridgeStats = { up: 0, down: 0 };
   readonly done: Promise<'ok' | Error>;
-  private readonly back: Socket;
+  private readonly back: BackSide;
 
   constructor(private readonly o: BridgeOptions) {
     const { front, backend, log } = o;
-    const back = connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+    const back: BackSide =
+      o.openBack?.() ?? connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
     this.back = back;
-    back.setNoDelay(true);
+    back.setNoDelay?.(true);
     const timer = setTimeout(() => {
       back.destroy(
         new Error(`backend ${backend.host}:${backend.port} did not answer within ${o.connectTimeoutMs} ms`),
