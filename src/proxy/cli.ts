@@ -1,6 +1,7 @@
 import yargs, { type Argv } from 'yargs';
 import { MptunError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../log.js';
+import { clientCommand } from './commands/client.js';
 import { perfCommand } from './commands/perf.js';
 import { selfcheckCommand } from './commands/selfcheck.js';
 import { serverCommand } from './commands/server.js';
@@ -28,6 +29,7 @@ export function buildCli(argv: string[]): Argv {
     .command(selfcheckCommand)
     .command(perfCommand)
     .command(serverCommand)
+    .command(clientCommand)
     .command(testbedCommand)
     .demandCommand(1, 'Name a command.')
     .strict()

@@ -4,6 +4,7 @@
  * HostCommandError carrying the command and its stderr.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { HostCommandError } from '../errors.js';
 
 /** Runs `ip ARGS` in `netns` (a name under /var/run/netns, or a path) or the current namespace. */
@@ -50,4 +51,33 @@ export function addAddress(netns: string | undefined, dev: string, cidr: string)
 /** `ip route add PREFIX dev DEV [src SRC]`. */
 export function addRoute(netns: string | undefined, prefix: string, dev: string, src?: string): void {
   ip(netns, 'route', 'add', prefix, 'dev', dev, ...(src === undefined ? [] : ['src', src]));
+}
+
+/** Runs `nft -f -` with `script` on stdin (one atomic transaction) in the current namespace. */
+export function nftScript(script: string): void {
+  try {
+    execFileSync('nft', ['-f', '-'], { input: script, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr?.trim() ?? '';
+    throw new HostCommandError(`'nft -f -' failed${stderr ? `: ${stderr}` : ''}\n${script}`, { cause: err });
+  }
+}
+
+/** `nft ARGS` in the current namespace. */
+export function nft(...args: string[]): string {
+  return run(['nft', ...args]);
+}
+
+/** The value of sysctl `key` (dotted, e.g. net.ipv4.ip_forward), read from /proc/sys. */
+export function readSysctl(key: string): string {
+  return readFileSync(`/proc/sys/${key.replaceAll('.', '/')}`, 'utf8').trim();
+}
+
+/** Sets sysctl `key` through /proc/sys (a failure is a HostCommandError naming the key). */
+export function writeSysctl(key: string, value: string): void {
+  try {
+    writeFileSync(`/proc/sys/${key.replaceAll('.', '/')}`, value);
+  } catch (err) {
+    throw new HostCommandError(`could not set ${key}=${value}: ${(err as Error).message}`, { cause: err });
+  }
 }

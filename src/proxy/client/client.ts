@@ -1,0 +1,229 @@
+/**
+ * `mptun client` (transparent mode): terminates the app's TCP connections on a TUN and carries
+ * each one over MPTCP to the connection's own destination.
+ *
+ * One userspace stack on one TUN does both sides. Its addresses are the per-path stack addresses;
+ * an any-destination listener takes every SYN the kernel routes into the TUN (the intercepted
+ * prefixes), and the socket's localAddress/localPort is the app's original destination. For each
+ * one the stack opens an MPTCP connection to that destination from the first path's address; the
+ * path manager joins from the other addresses (the peer's announced addresses, or its initial
+ * address when it did not set the C flag). The two sockets are bridged by the server's Bridge
+ * (pipeline both ways, half-close, a failure on one side resets the other): if the destination
+ * refuses or does not answer, the app's connection is reset.
+ */
+import { isIP } from 'node:net';
+import type { Logger } from '../../log.js';
+import { RealScheduler } from '../../stack/device/clock.js';
+import { openTun, type TunDevice } from '../../stack/device/tun-device.js';
+import { TcpStack } from '../../stack/iface/stack.js';
+import type { TcpServer, TcpSocket } from '../../stack/iface/tcp-socket.js';
+import type { MptcpInfo } from '../../stack/mptcp/connection.js';
+import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
+import { Bridge } from '../server/bridge.js';
+import { type ClientConfig, cidrContains, cidrText } from './config.js';
+import { ClientPlumbing, checkRoutesWired, resolvePaths } from './plumbing.js';
+
+export interface ClientSummary {
+  /** App connections the TUN delivered. */
+  intercepted: number;
+  /** Of those, carried over MPTCP (the peer answered MP_CAPABLE). */
+  mptcp: number;
+  /** Carried over plain TCP (the peer has no MPTCP, or it was stripped on the way). */
+  fallback: number;
+  /** Bridges that ended with an error (destination refused or timed out, a reset). */
+  failed: number;
+  /** Reset at once: a destination outside --intercept (e.g. one of the stack's own addresses). */
+  refused: number;
+  /** Cut when the drain on SIGTERM/SIGINT timed out. */
+  aborted: number;
+}
+
+interface Active {
+  bridge: Bridge;
+  wire: TcpSocket;
+}
+
+export class MptunClient {
+  private listener: TcpServer | undefined;
+  private readonly active = new Map<number, Active>();
+  private nextId = 1;
+  private closing: Promise<ClientSummary> | undefined;
+  readonly summary: ClientSummary = {
+    intercepted: 0,
+    mptcp: 0,
+    fallback: 0,
+    failed: 0,
+    refused: 0,
+    aborted: 0,
+  };
+
+  private constructor(
+    private readonly config: ClientConfig,
+    private readonly log: Logger,
+    private readonly tun: TunDevice,
+    private readonly stack: TcpStack,
+    private readonly plumbing: ClientPlumbing | undefined,
+  ) {}
+
+  /** Checks the paths, opens the TUN and the stack, plumbs the host, then intercepts. */
+  static async start(config: ClientConfig, log: Logger): Promise<MptunClient> {
+    // Host facts first (interfaces, gateways): a mistake there leaves nothing to undo.
+    const paths = config.hostRoutes ? resolvePaths(config.paths) : [];
+    const tun = openTun({ name: config.tun, offload: config.offload, disableIpv6: true });
+    let plumbing: ClientPlumbing | undefined;
+    let client: MptunClient | undefined;
+    try {
+      const stack = new TcpStack({
+        device: tun,
+        scheduler: new RealScheduler(),
+        addresses: config.addresses,
+      });
+      if (config.hostRoutes) plumbing = ClientPlumbing.setUp(config, paths, tun.name, log);
+      else checkRoutesWired(config, tun.name, log);
+      client = new MptunClient(config, log, tun, stack, plumbing);
+      client.listen();
+      log.info(
+        {
+          tun: tun.name,
+          intercept: config.intercept.map(cidrText),
+          addresses: config.addresses,
+          paths: paths.map((p) => `${p.iface} via ${p.gateway} from ${p.address}`),
+          ...(plumbing === undefined ? {} : { plumbed: plumbing.report }),
+        },
+        'client: intercepting',
+      );
+      return client;
+    } catch (err) {
+      if (client !== undefined) await client.close(0);
+      else {
+        plumbing?.tearDown();
+        await tun.close();
+      }
+      throw err;
+    }
+  }
+
+  private listen(): void {
+    this.listener = this.stack.listen({ anyDestination: true, allowHalfOpen: true }, (s) => this.accept(s));
+  }
+
+  private accept(app: TcpSocket): void {
+    const id = this.nextId++;
+    const dst = { host: app.localAddress, port: app.localPort };
+    const log = this.log.child({ conn: id });
+    if (this.closing !== undefined) {
+      app.destroy();
+      return;
+    }
+    if (!this.config.intercept.some((c) => cidrContains(c, dst.host)) || isIP(dst.host) !== 4) {
+      this.summary.refused++;
+      log.info({ dst: `${dst.host}:${dst.port}` }, 'connection refused: destination outside --intercept');
+      app.destroy();
+      return;
+    }
+    this.summary.intercepted++;
+    log.info(
+      { app: `${app.remoteAddress}:${app.remotePort}`, dst: `${dst.host}:${dst.port}` },
+      'connection intercepted',
+    );
+    let wire: TcpSocket | undefined;
+    const bridge = new Bridge({
+      front: app,
+      backend: dst,
+      connectTimeoutMs: this.config.connectTimeoutMs,
+      log,
+      openBack: () => {
+        wire = this.stack.connect({
+          host: dst.host,
+          port: dst.port,
+          localAddress: this.config.addresses[0],
+          allowHalfOpen: true,
+          mptcp: { checksum: this.config.checksum },
+        });
+        wire.once('connect', () => {
+          const mp = (wire?.info() as { mptcp?: MptcpInfo } | undefined)?.mptcp;
+          const proto = mp === undefined || mp.fallback ? 'fallback' : 'mptcp';
+          if (proto === 'mptcp') this.summary.mptcp++;
+          else this.summary.fallback++;
+          log.info({ local: `${wire?.localAddress}:${wire?.localPort}`, proto }, 'MPTCP connection open');
+        });
+        return wire;
+      },
+    });
+    const w = wire as TcpSocket | undefined;
+    if (w === undefined) throw new Error('Bridge did not open the wire side');
+    this.active.set(id, { bridge, wire: w });
+    void bridge.done.then((result) => {
+      this.active.delete(id);
+      const info = (w.info() as { mptcp?: MptcpInfo }).mptcp;
+      const fields = {
+        up: bridge.stats.up,
+        down: bridge.stats.down,
+        ...(info === undefined
+          ? {}
+          : {
+              subflows: info.subflows.length,
+              fallback: info.fallback,
+            }),
+      };
+      if (result === 'ok') log.info(fields, 'connection closed');
+      else {
+        this.summary.failed++;
+        log.warn({ ...fields, err: result.message }, 'connection failed');
+      }
+    });
+  }
+
+  /** Open connections right now. */
+  get activeConnections(): number {
+    return this.active.size;
+  }
+
+  /** MPTCP details of each open connection (for logs and tests). */
+  connections(): MptcpInfo[] {
+    return [...this.active.values()].flatMap((a) => {
+      const mp = (a.wire.info() as { mptcp?: MptcpInfo }).mptcp;
+      return mp === undefined ? [] : [mp];
+    });
+  }
+
+  /**
+   * Graceful shutdown: stop intercepting, let open connections finish for up to `drainMs`, cut
+   * the rest, close the stack, undo the host plumbing and close the TUN.
+   */
+  close(drainMs = this.config.drainTimeoutMs): Promise<ClientSummary> {
+    this.closing ??= this.doClose(drainMs);
+    return this.closing;
+  }
+
+  private async doClose(drainMs: number): Promise<ClientSummary> {
+    this.listener?.close();
+    if (this.active.size > 0) {
+      this.log.info({ open: this.active.size, drainMs }, 'client: draining');
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, drainMs);
+      });
+      await Promise.race([Promise.all([...this.active.values()].map((a) => a.bridge.done)), timeout]);
+      clearTimeout(timer);
+      for (const a of this.active.values()) {
+        this.summary.aborted++;
+        a.bridge.abort(new Error('client shutting down: drain timed out'));
+      }
+      await Promise.all([...this.active.values()].map((a) => a.bridge.done));
+    }
+    const mib = this.stack.stats().mptcp;
+    this.stack.destroy();
+    const failed = this.plumbing?.tearDown() ?? [];
+    await this.tun.close();
+    this.log.info(
+      {
+        ...this.summary,
+        ...(failed.length === 0 ? {} : { undoFailed: failed }),
+        ...(mib === undefined ? {} : { mptcpMib: mptcpCounterSet.nonZero(mib) }),
+      },
+      'client: stopped',
+    );
+    return this.summary;
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * `mptun client`: the one typed configuration, validated from the command line before anything
+ * starts (no TUN, no stack, no host command), so a bad flag is reported (exit 2) on any host.
+ * Every problem is a message that names the fix.
+ */
+import { isIP } from 'node:net';
+
+/** One path of the client: an interface, its gateway, and the stack address that leaves on it. */
+export interface ClientPath {
+  iface: string;
+  /** The next hop; undefined until looked up from the interface's routes (plumbing.ts). */
+  gateway: string | undefined;
+  /** Our stack's private address on this path (the source of its subflows). */
+  address: string;
+}
+
+/** An intercepted prefix, e.g. 10.100.0.100/32. */
+export interface Cidr {
+  address: string;
+  prefix: number;
+  family: 4 | 6;
+}
+
+export interface ClientConfig {
+  tun: string;
+  /** Connections to these prefixes are intercepted and carried over MPTCP. */
+  intercept: Cidr[];
+  /** --path mode: interfaces to plumb (empty with --no-routes). */
+  paths: ClientPath[];
+  /** The stack's addresses in order: the first opens each connection, the others join. */
+  addresses: string[];
+  /** Plumb routes, rules, NAT and the interception route (false: wired by someone else). */
+  hostRoutes: boolean;
+  /** The TUN's own address: the kernel's source for intercepted connections; never the stack's. */
+  tunAddress: string;
+  /** Policy routing: path k uses table tableBase + k (rule priority the same). */
+  tableBase: number;
+  offload: boolean;
+  checksum: boolean;
+  /** Give up opening the MPTCP connection after this long (the app's connection is reset). */
+  connectTimeoutMs: number;
+  drainTimeoutMs: number;
+}
+
+/** The flags as yargs hands them over (before validation). */
+export interface ClientFlags {
+  tun?: string | undefined;
+  intercept?: string[] | undefined;
+  path?: string[] | undefined;
+  addr?: string[] | undefined;
+  routes?: boolean | undefined;
+  'tun-addr'?: string | undefined;
+  'table-base'?: number | undefined;
+  offload?: boolean | undefined;
+  checksum?: boolean | undefined;
+  'connect-timeout'?: number | undefined;
+  'drain-timeout'?: number | undefined;
+  server?: string | undefined;
+}
+
+export type ClientConfigResult = { config: ClientConfig } | { error: string };
+
+const IFACE_RE = /^[^\s/:=]{1,15}$/;
+
+/** Parses `IP/PREFIX` (or a bare IP: a host prefix); the address must be the network's. */
+export function parseCidr(text: string, flag = '--intercept'): Cidr | { error: string } {
+  const example = `${flag} 10.100.0.100/32`;
+  const [addr = '', len, ...rest] = text.split('/');
+  const family = isIP(addr);
+  if (family === 0 || rest.length > 0)
+    return { error: `${flag} '${text}': not an IP prefix; use IP/PREFIX, e.g. ${example}` };
+  const max = family === 4 ? 32 : 128;
+  const prefix = len === undefined ? max : Number(len);
+  if (len !== undefined && (len.trim() === '' || !Number.isInteger(prefix) || prefix < 0 || prefix > max))
+    return { error: `${flag} '${text}': the prefix length must be 0-${max}` };
+  if (family === 4) {
+    const n = v4ToInt(addr);
+    const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
+    if ((n & mask) >>> 0 !== n) {
+      const net = intToV4((n & mask) >>> 0);
+      return { error: `${flag} '${text}': host bits set; did you mean ${flag} ${net}/${prefix}?` };
+    }
+  }
+  return { address: addr, prefix, family: family as 4 | 6 };
+}
+
+function v4ToInt(a: string): number {
+  return a.split('.').reduce((n, o) => ((n << 8) | Number(o)) >>> 0, 0);
+}
+
+function intToV4(n: number): string {
+  return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
+}
+
+/** Whether IPv4/IPv6 `address` lies in `cidr`. */
+export function cidrContains(cidr: Cidr, address: string): boolean {
+  const family = isIP(address);
+  if (family !== cidr.family) return false;
+  if (family === 4) {
+    const mask = cidr.prefix === 0 ? 0 : (~0 << (32 - cidr.prefix)) >>> 0;
+    return (v4ToInt(address) & mask) >>> 0 === v4ToInt(cidr.address);
+  }
+  const a = v6Bits(address);
+  const b = v6Bits(cidr.address);
+  return a.slice(0, cidr.prefix) === b.slice(0, cidr.prefix);
+}
+
+function v6Bits(address: string): string {
+  const canon = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  const [head = '', tail] = canon.split('::');
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  return groups.map((g) => Number.parseInt(g, 16).toString(2).padStart(16, '0')).join('');
+}
+
+export function cidrText(c: Cidr): string {
+  return `${c.address}/${c.prefix}`;
+}
+
+/** The default private stack address of path k (1-based): 100.64.k.2 (RFC 6598 shared space). */
+export function defaultPathAddress(k: number): string {
+  return `100.64.${k}.2`;
+}
+
+export const DEFAULT_TUN_ADDRESS = '100.64.0.1';
+export const DEFAULT_TABLE_BASE = 4200;
+
+/** Validates the flags into one ClientConfig; the first problem is returned as a message naming the fix. */
+export function validateClientFlags(f: ClientFlags): ClientConfigResult {
+  if (!f.tun) return { error: '--tun NAME is required: the TUN interface mptun opens (created if missing)' };
+  if (!IFACE_RE.test(f.tun))
+    return {
+      error: `--tun '${f.tun}': an interface name is 1-15 characters without '/', ':', '=' or spaces`,
+    };
+  if (f.server !== undefined)
+    return {
+      error:
+        '--server (converter mode, RFC 8803) is not there yet: leave it out for transparent mode, where the intercepted destination itself must speak MPTCP',
+    };
+  const intercept: Cidr[] = [];
+  for (const text of f.intercept ?? []) {
+    const c = parseCidr(text);
+    if ('error' in c) return c;
+    if (c.family === 6)
+      return { error: `--intercept '${text}': IPv6 interception is not there yet; give an IPv4 prefix` };
+    intercept.push(c);
+  }
+  if (intercept.length === 0)
+    return {
+      error:
+        '--intercept CIDR is required: the destinations to carry over MPTCP, e.g. --intercept 10.100.0.100/32',
+    };
+  const hostRoutes = f.routes ?? true;
+  const addrs = f.addr ?? [];
+  for (const a of addrs) {
+    if (isIP(a) !== 4) return { error: `--addr '${a}': not an IPv4 address (no prefix: --addr 10.1.0.3)` };
+  }
+  if (new Set(addrs).size !== addrs.length) return { error: '--addr: each address once' };
+  const pathTexts = f.path ?? [];
+  const paths: ClientPath[] = [];
+  if (!hostRoutes) {
+    if (pathTexts.length > 0)
+      return {
+        error: `--path ${pathTexts[0]} with --no-routes: --path asks mptun to plumb the path; with --no-routes give the stack's addresses with --addr IP instead`,
+      };
+    if (addrs.length === 0)
+      return {
+        error: '--no-routes needs --addr IP (repeatable): the stack addresses your routes send into the TUN',
+      };
+  } else {
+    if (pathTexts.length === 0)
+      return {
+        error:
+          addrs.length > 0
+            ? '--addr without --path: give one --path IFACE[=GATEWAY] per path (--addr then names its stack address, in order), or add --no-routes if the topology is wired already'
+            : '--path IFACE[=GATEWAY] is required (repeatable, one per path), or --addr IP with --no-routes',
+      };
+    if (addrs.length > 0 && addrs.length !== pathTexts.length)
+      return {
+        error: `${addrs.length} --addr for ${pathTexts.length} --path: give one --addr per --path, in order, or none (defaults 100.64.<k>.2)`,
+      };
+    for (const [i, text] of pathTexts.entries()) {
+      const eq = text.indexOf('=');
+      const iface = eq < 0 ? text : text.slice(0, eq);
+      const gateway = eq < 0 ? undefined : text.slice(eq + 1);
+      if (!IFACE_RE.test(iface))
+        return {
+          error: `--path '${text}': '${iface}' is not an interface name; use --path IFACE or --path IFACE=GATEWAY`,
+        };
+      if (gateway !== undefined && isIP(gateway) !== 4)
+        return {
+          error: `--path '${text}': the gateway '${gateway}' is not an IPv4 address (--path ${iface}=192.168.1.1)`,
+        };
+      if (paths.some((p) => p.iface === iface))
+        return { error: `--path ${iface} is given twice; each interface once` };
+      if (iface === f.tun)
+        return { error: `--path ${iface} is the --tun; a path is an interface that leads out` };
+      paths.push({ iface, gateway, address: addrs[i] ?? defaultPathAddress(i + 1) });
+    }
+  }
+  const addresses = hostRoutes ? paths.map((p) => p.address) : addrs;
+  const tunAddress = f['tun-addr'] ?? DEFAULT_TUN_ADDRESS;
+  if (isIP(tunAddress) !== 4)
+    return { error: `--tun-addr '${tunAddress}': not an IPv4 address (--tun-addr 100.64.0.1)` };
+  if (addresses.includes(tunAddress))
+    return { error: `--tun-addr ${tunAddress} is also a stack address; the TUN's own address must differ` };
+  for (const a of [...addresses, tunAddress]) {
+    const hit = intercept.find((c) => cidrContains(c, a));
+    if (hit !== undefined)
+      return {
+        error: `address ${a} lies inside --intercept ${cidrText(hit)}; pick stack addresses outside the intercepted prefixes`,
+      };
+  }
+  const tableBase = f['table-base'] ?? DEFAULT_TABLE_BASE;
+  const lastTable = tableBase + Math.max(paths.length, 1);
+  if (
+    !(Number.isInteger(tableBase) && tableBase >= 1 && lastTable <= 32000) ||
+    (tableBase < 255 && lastTable >= 253)
+  )
+    return {
+      error: `--table-base must be an integer 1-32000 whose tables (base+1 .. base+paths) stay clear of the kernel's 253-255 (default ${DEFAULT_TABLE_BASE})`,
+    };
+  const connectTimeout = f['connect-timeout'] ?? 10;
+  if (!(Number.isFinite(connectTimeout) && connectTimeout > 0 && connectTimeout <= 600))
+    return { error: '--connect-timeout must be more than 0 and at most 600 seconds' };
+  const drain = f['drain-timeout'] ?? 10;
+  if (!(Number.isFinite(drain) && drain >= 0 && drain <= 3600))
+    return { error: '--drain-timeout must be 0-3600 seconds' };
+  return {
+    config: {
+      tun: f.tun,
+      intercept,
+      paths,
+      addresses,
+      hostRoutes,
+      tunAddress,
+      tableBase,
+      offload: f.offload ?? true,
+      checksum: f.checksum ?? false,
+      connectTimeoutMs: connectTimeout * 1000,
+      drainTimeoutMs: drain * 1000,
+    },
+  };
+}
