@@ -51,6 +51,10 @@ export interface ClientOptions {
   log: Logger;
   /** Where text output goes (a line at a time, without newline). */
   print: (line: string) => void;
+  /** false: no interval lines (a live display replaces them; see progress.ts). */
+  intervalLines?: boolean;
+  /** Called with each interval report, also in JSON mode (live display, plots). */
+  onInterval?: (interval: Record<string, unknown>) => void;
   /** Aborting sends CLIENT_TERMINATE and ends the test with an error. */
   signal?: AbortSignal;
 }
@@ -99,6 +103,8 @@ export async function runClient(o: ClientOptions): Promise<JsonReport> {
     intervalSec: o.interval,
     log: o.log,
     ...(text ? { print: text } : {}),
+    ...(o.intervalLines === undefined ? {} : { intervalLines: o.intervalLines }),
+    ...(o.onInterval === undefined ? {} : { onInterval: o.onInterval }),
   });
   let failWith: (err: Error) => void = () => undefined;
   const failure = new Promise<never>((_, reject) => {

@@ -33,6 +33,10 @@ export interface SessionOptions {
   intervalSec: number;
   /** Text lines go here (not called in JSON mode). */
   print?: (line: string) => void;
+  /** false: interval reports are not printed as lines (a live display shows them instead). */
+  intervalLines?: boolean;
+  /** Called with each interval report (the object `-J` lists under `intervals`). */
+  onInterval?: (interval: Record<string, unknown>) => void;
   log: Logger;
 }
 
@@ -109,7 +113,7 @@ export class PerfSession {
     this.cpuStart = process.cpuUsage();
     this.running = true;
     if (this.opts.intervalSec > 0) {
-      this.opts.print?.(this.liveInfo() ? senderIntervalHeader() : intervalHeader());
+      this.intervalPrint?.(this.liveInfo() ? senderIntervalHeader() : intervalHeader());
       this.timer = setInterval(() => this.interval(), this.opts.intervalSec * 1000);
     }
     for (const s of this.streams) {
@@ -339,7 +343,13 @@ export class PerfSession {
     return { lines, end };
   }
 
+  /** Where interval lines go: nowhere when a live display replaces them. */
+  private get intervalPrint(): ((line: string) => void) | undefined {
+    return this.opts.intervalLines === false ? undefined : this.opts.print;
+  }
+
   private interval(): void {
+    const print = this.intervalPrint;
     const now = performance.now();
     const start = (this.markMs - this.startMs) / 1000;
     const end = (now - this.startMs) / 1000;
@@ -370,18 +380,18 @@ export class PerfSession {
       // iperf3 reports RTT in microseconds.
       if (info?.rttMs !== undefined) extra['rtt'] = Math.round(info.rttMs * 1000);
       if (info?.rttVarMs !== undefined) extra['rttvar'] = Math.round(info.rttVarMs * 1000);
-      this.opts.print?.(formatLine(fields));
+      print?.(formatLine(fields));
       const mp = s.conn.mptcpInfo?.();
       if (mp !== undefined) {
         const subflows = this.subflowIntervals(s, mp, seconds);
         extra['mptcp'] = { fallback: mp.fallback, subflows: subflows.map((x) => x.json) };
-        if (mp.fallback) this.opts.print?.(`${streamLabelShort(s.id)}   MPTCP fell back to TCP`);
-        for (const x of subflows) this.opts.print?.(x.line);
+        if (mp.fallback) print?.(`${streamLabelShort(s.id)}   MPTCP fell back to TCP`);
+        for (const x of subflows) print?.(x.line);
       }
       json.push({ ...intervalJson(s.id, start, end, seconds, bytes, this.opts.sender), ...extra });
     }
     if (this.streams.length > 1) {
-      this.opts.print?.(
+      print?.(
         formatLine({
           id: 'SUM',
           start,
@@ -393,7 +403,9 @@ export class PerfSession {
       );
     }
     const { socket: _socket, ...sum } = intervalJson(0, start, end, seconds, total, this.opts.sender);
-    this.intervals.push({ streams: json, sum: live ? { ...sum, retransmits: totalRetr } : sum });
+    const report = { streams: json, sum: live ? { ...sum, retransmits: totalRetr } : sum };
+    this.intervals.push(report);
+    this.opts.onInterval?.(report);
   }
 
   /**
