@@ -2,6 +2,8 @@ import type { Argv, CommandModule } from 'yargs';
 import { commandContext, type GlobalOptions } from '../cli.js';
 import { runClient } from '../perf/client.js';
 import { checkAnnounce } from '../perf/mptcp-options.js';
+import { checkPlotFile, writePlot } from '../perf/plot.js';
+import { LiveProgress } from '../perf/progress.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_PORT, MAX_STREAMS, parseSize, tryParseSize } from '../perf/protocol.js';
 import { PerfServer } from '../perf/server.js';
 import { openPerfStack, type StackChoice } from '../perf/stack-factory.js';
@@ -28,6 +30,8 @@ interface ClientArgs extends CommonOptions {
   parallel: number;
   length: string;
   'connect-timeout': number;
+  plot: string | undefined;
+  live: boolean | undefined;
 }
 
 interface ServerArgs extends CommonOptions {
@@ -157,7 +161,22 @@ const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
         default: 10_000,
         describe: 'Give up connecting after this many milliseconds',
       })
+      .option('plot', {
+        type: 'string',
+        describe:
+          'Write a chart of throughput over time (per interval) to FILE: .svg or .html, self-contained; one line per MPTCP subflow plus the total (kernel stack: the total)',
+      })
+      .option('live', {
+        type: 'boolean',
+        describe:
+          'One status line updated in place instead of interval lines (default: on when stdout is a terminal and not -J)',
+      })
       .check((a) => {
+        if (a.plot !== undefined) {
+          const why = checkPlotFile(a.plot);
+          if (why !== undefined) return why;
+          if (a.interval === 0) return '--plot needs interval reports: drop -i 0 (or give -i 0.1-60)';
+        }
         if (!(a.time > 0 && a.time <= 86_400)) return '--time must be 0-86400 seconds';
         if (!Number.isInteger(a.parallel) || a.parallel < 1 || a.parallel > MAX_STREAMS)
           return `--parallel must be 1-${MAX_STREAMS}`;
@@ -179,7 +198,16 @@ const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
     const onSignal = () => abort.abort();
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
-    const print = (line: string) => process.stdout.write(`${line}\n`);
+    const live =
+      !args.json && args.interval > 0 && (args.live ?? process.stdout.isTTY === true)
+        ? new LiveProgress(
+            (text) => process.stdout.write(text),
+            () => process.stdout.columns ?? 80,
+          )
+        : undefined;
+    const print = live
+      ? (line: string) => live.print(line)
+      : (line: string) => process.stdout.write(`${line}\n`);
     try {
       const report = await runClient({
         host: args.host,
@@ -192,12 +220,25 @@ const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
         interval: args.interval,
         json: args.json,
         connectTimeoutMs: args['connect-timeout'],
+        ...(live
+          ? { intervalLines: false, onInterval: (iv: Record<string, unknown>) => live.update(iv) }
+          : {}),
         ...(args.bind === undefined ? {} : { bind: args.bind }),
         stack,
         log,
         print,
         signal: abort.signal,
       });
+      if (args.plot !== undefined) {
+        const data = await writePlot(
+          args.plot,
+          `mptun perf client ${args.host}:${args.port}${args.reverse ? ' (reverse)' : ''}, ${stack.description}`,
+          report['intervals'] as Record<string, unknown>[],
+        );
+        const line = `plot: ${args.plot} (${data.series.length} series: total${data.series.length > 1 ? ` and ${data.series.length - 1} subflows` : ''})`;
+        if (args.json) process.stderr.write(`${line}\n`);
+        else print(line);
+      }
       if (args.json) print(JSON.stringify(report, null, 2));
     } catch (err) {
       // iperf3 -J reports errors inside its JSON, so scripts always get a document.
@@ -208,6 +249,7 @@ const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
         throw err;
       }
     } finally {
+      live?.finish();
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       await stack.close();
