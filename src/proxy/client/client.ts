@@ -153,18 +153,26 @@ export class MptunClient {
     const w = wire as TcpSocket | undefined;
     if (w === undefined) throw new Error('Bridge did not open the wire side');
     this.active.set(id, { bridge, wire: w });
+    // Subflows close with the connection: the most seen at either end of stream is what it used.
+    let peak: { subflows: string[]; fallback: boolean } | undefined;
+    const sample = () => {
+      const info = (w.info() as { mptcp?: MptcpInfo }).mptcp;
+      if (info === undefined) return;
+      const subflows = info.subflows.map((f) => `${f.local}->${f.remote}`);
+      if (peak === undefined || subflows.length > peak.subflows.length)
+        peak = { subflows, fallback: info.fallback };
+    };
+    app.once('end', sample);
+    w.once('end', sample);
     void bridge.done.then((result) => {
       this.active.delete(id);
-      const info = (w.info() as { mptcp?: MptcpInfo }).mptcp;
+      sample();
       const fields = {
         up: bridge.stats.up,
         down: bridge.stats.down,
-        ...(info === undefined
+        ...(peak === undefined
           ? {}
-          : {
-              subflows: info.subflows.length,
-              fallback: info.fallback,
-            }),
+          : { subflows: peak.subflows.length, paths: peak.subflows, fallback: peak.fallback }),
       };
       if (result === 'ok') log.info(fields, 'connection closed');
       else {
