@@ -9,7 +9,7 @@
  * Data-level positions are JS integers: offsets from IDSN + 1 in each direction (exact to 2^53
  * bytes); the 64-bit DSN appears only on the wire.
  */
-import { formatAddress } from '../iface/address.js';
+import { addressEqual, formatAddress } from '../iface/address.js';
 import type { TcpSocket } from '../iface/tcp-socket.js';
 import { ReceiveBuffer } from '../tcp/receiver.js';
 import { SendBuffer } from '../tcp/send-buffer.js';
@@ -20,7 +20,7 @@ import { dsnAdd, dsnDiff, expandDsn32 } from '../wire/seqnum.js';
 import type { MptcpCounters } from './counters.js';
 import { addAddrHmac, keyMaterial } from './crypto.js';
 import type { PathManager } from './pm.js';
-import { lowestRttScheduler, type Scheduler } from './sched.js';
+import { candidates, createScheduler, type Scheduler, usingBackup } from './sched.js';
 import type { Subflow } from './subflow.js';
 import type { MptcpConfig } from './types.js';
 
@@ -89,7 +89,12 @@ export class MptcpConnection {
   socket: TcpSocket | undefined;
   /** Called once when the connection is usable (client: SYN-ACK; server: third ACK). */
   onReady: (() => void) | undefined;
-  readonly scheduler: Scheduler = lowestRttScheduler;
+  /** MptcpConfig.scheduler's, one per connection. */
+  readonly scheduler: Scheduler;
+  /** Redundant scheduler: each subflow has been given (a copy of) every byte below this offset. */
+  private readonly copiedTo = new WeakMap<Subflow, number>();
+  /** The scheduler gives data to backup subflows (no regular one is usable): backupTakeover. */
+  private onBackup = false;
   pm: PathManager | undefined;
 
   private _state: MptcpState = 'connecting';
@@ -142,6 +147,7 @@ export class MptcpConnection {
     this.checksum = config.checksum;
     this.sendBuf = new SendBuffer(config.sendBufferSize);
     this.rcv = new ReceiveBuffer(config.recvBufferSize);
+    this.scheduler = createScheduler(config.scheduler);
   }
 
   get counters(): MptcpCounters {
@@ -170,6 +176,14 @@ export class MptcpConnection {
 
   add(sf: Subflow): void {
     this.subflows.push(sf);
+    // A join we open from a backup address says so in its SYN (the B flag; its SYN goes out on
+    // the stack's next flush, after this).
+    if (sf.active && sf.role === 'join' && this.isBackupAddress(sf)) sf.backup = true;
+  }
+
+  private isBackupAddress(sf: Subflow): boolean {
+    const local = sf.handle?.local;
+    return local !== undefined && (this.config.backupAddresses ?? []).some((a) => addressEqual(a, local));
   }
 
   // ------------------------------------------------------------ keys and the wire
@@ -228,6 +242,8 @@ export class MptcpConnection {
 
   /** The initial subflow's handshake completed at the TCP level. */
   onSubflowConnected(sf: Subflow): void {
+    // Any other subflow from a backup address (an initial one, a join the peer opened): MP_PRIO.
+    if (!sf.backup && this.isBackupAddress(sf)) this.setBackup(sf, true);
     if (sf.role !== 'initial' || this._state !== 'connecting') return;
     this._state = 'established';
     this.wndRight = this.sndUna + sf.conn.peerWindow;
@@ -433,7 +449,13 @@ export class MptcpConnection {
   push(): void {
     if (this._state !== 'established') return;
     const writeEnd = this.sendBase + this.sendBuf.length;
+    const redundant = this.scheduler.redundant && !this.fallback;
+    const onBackup = !this.fallback && usingBackup(this.subflows);
+    if (onBackup && !this.onBackup) this.counters.backupTakeover++;
+    this.onBackup = onBackup;
     for (let guard = 0; guard < 10_000; guard++) {
+      // Redundant: every subflow catches up first, so the one picked for new data holds all before.
+      if (redundant) this.pushCopies();
       const re = this.reinject[0];
       let start: number;
       let avail: number;
@@ -481,11 +503,39 @@ export class MptcpConnection {
       } else {
         this.sndNxt += n;
         this.bytesSent += n;
+        if (redundant) this.copiedTo.set(sf, start + n);
       }
     }
+    if (redundant) this.pushCopies();
     this.armDataFin();
     if (this.dataRtoAt === NEVER && this.sndUna < this.sndNxt && !this.fallback) {
       this.dataRtoAt = this.now() + this.dataRto();
+    }
+  }
+
+  /**
+   * The redundant scheduler's copies: each candidate subflow (sched.ts: the usable regular ones,
+   * else the backups) gets, as far as its room allows, what it has not carried yet of the data
+   * sent and not DATA_ACKed; what the DATA_ACK already covers is never copied (first copy wins).
+   */
+  private pushCopies(): void {
+    for (const sf of candidates(this.subflows)) {
+      let from = Math.max(this.copiedTo.get(sf) ?? 0, this.sndUna);
+      for (let guard = 0; from < this.sndNxt && guard < 10_000; guard++) {
+        const room = sf.sendRoom;
+        if (room <= 0) break;
+        const n = Math.min(
+          this.sndNxt - from,
+          Math.max(room, sf.conn.mss),
+          sf.conn.maxSegmentPayload,
+          MAX_MAPPING,
+        );
+        sf.assign(from, n);
+        from += n;
+        this.counters.redundantCopies++;
+        this.counters.redundantBytes += n;
+      }
+      this.copiedTo.set(sf, from);
     }
   }
 

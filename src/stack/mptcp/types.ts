@@ -5,6 +5,7 @@
 import type { IpAddress } from '../iface/address.js';
 import type { TcpConnection } from '../tcp/connection.js';
 import type { TcpConfig } from '../tcp/types.js';
+import type { SchedulerName } from './sched.js';
 
 /** An address to announce with ADD_ADDR (RFC 8684 §3.4.1), optionally with a port. */
 export interface Announcement {
@@ -33,6 +34,13 @@ export interface MptcpConfig {
   sendBufferSize: number;
   /** Data-level receive buffer: the connection-level window (RFC 8684 §3.3.4). */
   recvBufferSize: number;
+  /** Which subflow carries the next data (sched.ts); backup subflows are honoured by each. */
+  scheduler: SchedulerName;
+  /**
+   * Our local addresses whose subflows are MP_PRIO backups (RFC 8684 §3.3.8): a join from one
+   * sends the B flag in its SYN, an initial subflow from one sends MP_PRIO once established.
+   */
+  backupAddresses: readonly IpAddress[];
 }
 
 export const DEFAULT_MPTCP_CONFIG: Readonly<MptcpConfig> = Object.freeze({
@@ -45,6 +53,8 @@ export const DEFAULT_MPTCP_CONFIG: Readonly<MptcpConfig> = Object.freeze({
   addAddrRetries: 3,
   sendBufferSize: 4 << 20,
   recvBufferSize: 4 << 20,
+  scheduler: 'lowest-rtt',
+  backupAddresses: [],
 });
 
 /** A subflow's TCP connection as the iface placed it: its four-tuple and a way to wake it. */
