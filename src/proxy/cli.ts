@@ -2,6 +2,7 @@ import yargs, { type Argv } from 'yargs';
 import { MptunError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../log.js';
 import { clientCommand } from './commands/client.js';
+import { demoCommand } from './commands/demo.js';
 import { perfCommand } from './commands/perf.js';
 import { selfcheckCommand } from './commands/selfcheck.js';
 import { serverCommand } from './commands/server.js';
@@ -31,6 +32,7 @@ export function buildCli(argv: string[]): Argv {
     .command(serverCommand)
     .command(clientCommand)
     .command(testbedCommand)
+    .command(demoCommand)
     .demandCommand(1, 'Name a command.')
     .strict()
     .recommendCommands()
