@@ -1,7 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { commandContext, type GlobalOptions } from '../cli.js';
 import { runClient } from '../perf/client.js';
-import { checkAnnounce } from '../perf/mptcp-options.js';
+import { checkAnnounce, checkSchedulerFlags } from '../perf/mptcp-options.js';
 import { checkPlotFile, writePlot } from '../perf/plot.js';
 import { LiveProgress } from '../perf/progress.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_PORT, MAX_STREAMS, parseSize, tryParseSize } from '../perf/protocol.js';
@@ -20,6 +20,8 @@ interface CommonOptions extends GlobalOptions {
   offload: boolean;
   mptcp: boolean;
   checksum: boolean;
+  scheduler: string | undefined;
+  backup: string[] | undefined;
 }
 
 interface ClientArgs extends CommonOptions {
@@ -102,6 +104,18 @@ function common<T>(y: Argv<T>) {
       default: false,
       describe: 'With --mptcp: require DSS checksums (MP_CAPABLE A flag; the peer may also ask for them)',
     })
+    .option('scheduler', {
+      type: 'string',
+      describe:
+        "With --mptcp: which subflow carries our next data: 'lowest-rtt' (default, as Linux), 'round-robin', or 'redundant' (every byte on every subflow: lower latency under loss, no aggregation). Each honours --backup",
+    })
+    .option('backup', {
+      type: 'string',
+      array: true,
+      nargs: 1,
+      describe:
+        'With --mptcp: this local address (one of --addr; repeatable) is a backup path: its subflows are MP_PRIO backups (B flag on the join, or MP_PRIO), and neither end sends data on them while a subflow on another address works',
+    })
     .check((a) => {
       if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) return '--port must be 1-65535';
       if (!(a.interval === 0 || (a.interval >= 0.1 && a.interval <= 60)))
@@ -117,6 +131,8 @@ function common<T>(y: Argv<T>) {
       if (a.checksum && !a.mptcp) return '--checksum goes with --mptcp';
       if (a.mptcp && a.bind !== undefined && !(a.addr ?? []).some((x) => x.split('/')[0] === a.bind))
         return `--bind ${a.bind} must be one of the --addr addresses with --mptcp (it picks the initial subflow's source)`;
+      const sched = checkSchedulerFlags(a.scheduler, a.backup ?? [], a.addr ?? [], a.mptcp);
+      if (sched !== undefined) return sched;
       return true;
     });
 }

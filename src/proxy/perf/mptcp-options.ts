@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { PerfError } from '../../errors.js';
 import { addressEqual, tryParseAddress } from '../../stack/iface/address.js';
+import { isSchedulerName, SCHEDULER_NAMES, type SchedulerName } from '../../stack/mptcp/sched.js';
 
 export interface PerfMptcpOptions {
   /** Server: set the C flag in MP_CAPABLE ("no joins to this address and port"). */
@@ -14,6 +15,34 @@ export interface PerfMptcpOptions {
   announce: AnnouncedAddress[];
   /** Require DSS checksums (MP_CAPABLE's A flag). */
   checksum: boolean;
+  /** `--scheduler`: which subflow carries the next data (default lowest-rtt). */
+  scheduler?: SchedulerName;
+  /** `--backup ADDR`: our addresses (of --addr) whose subflows are MP_PRIO backups. */
+  backup?: string[];
+}
+
+/**
+ * Checks `--scheduler` and `--backup` (each one of the stack's `--addr` values, IP[/PREFIX]);
+ * returns the first problem as a message naming the fix.
+ */
+export function checkSchedulerFlags(
+  scheduler: string | undefined,
+  backup: readonly string[],
+  addrs: readonly string[],
+  mptcp: boolean,
+): string | undefined {
+  if (scheduler !== undefined && !mptcp) return '--scheduler goes with --mptcp';
+  if (backup.length > 0 && !mptcp) return '--backup goes with --mptcp';
+  if (scheduler !== undefined && !isSchedulerName(scheduler))
+    return `--scheduler '${scheduler}': use one of ${SCHEDULER_NAMES.join(', ')} (backup subflows come from --backup ADDR, with any scheduler)`;
+  const own = addrs.map((a) => tryParseAddress(a.split('/')[0] ?? ''));
+  for (const text of backup) {
+    const ip = tryParseAddress(text);
+    if (ip === undefined) return `--backup '${text}': not an address; give one of the --addr addresses`;
+    if (!own.some((o) => o !== undefined && addressEqual(o, ip)))
+      return `--backup ${text} is not one of the stack's addresses; add --addr ${text} (a backup is a local address whose subflows carry data only when no other path can)`;
+  }
+  return undefined;
 }
 
 export interface AnnouncedAddress {

@@ -1,5 +1,6 @@
 /** Builds the PerfStack that `--stack` names. */
 import type { Logger } from '../../log.js';
+import type { SchedulerName } from '../../stack/mptcp/sched.js';
 import { parseAnnouncements } from './mptcp-options.js';
 import { KernelStack, type PerfStack } from './stack.js';
 
@@ -19,6 +20,9 @@ export interface StackArgs {
   'c-flag'?: boolean | undefined;
   /** Require DSS checksums. */
   checksum?: boolean | undefined;
+  /** `--scheduler NAME` and `--backup ADDR` values (checked by the CLI). */
+  scheduler?: string | undefined;
+  backup?: string[] | undefined;
 }
 
 export async function openPerfStack(args: StackArgs, log: Logger): Promise<PerfStack> {
@@ -36,6 +40,8 @@ export async function openPerfStack(args: StackArgs, log: Logger): Promise<PerfS
               cFlag: args['c-flag'] ?? true,
               announce: parseAnnouncements(args.announce ?? []),
               checksum: args.checksum ?? false,
+              ...(args.scheduler === undefined ? {} : { scheduler: args.scheduler as SchedulerName }),
+              ...(args.backup === undefined ? {} : { backup: args.backup }),
             },
           }
         : {}),

@@ -21,7 +21,7 @@ import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
 import type { MptcpConfig } from '../../stack/mptcp/types.js';
 import { tcpCounterSet } from '../../stack/tcp/counters.js';
 import { ip } from '../host-net.js';
-import { announceText, checkAnnounce, type PerfMptcpOptions } from './mptcp-options.js';
+import { announceText, checkAnnounce, checkSchedulerFlags, type PerfMptcpOptions } from './mptcp-options.js';
 import {
   type ConnectOptions,
   connectError,
@@ -85,7 +85,9 @@ function networkOf(address: string, family: 4 | 6, prefix: number): string {
 export async function openUserStack(o: UserStackOptions, log: Logger): Promise<PerfStack> {
   const parsed = o.addresses.map(parseStackAddress);
   if (o.mptcp !== undefined) {
-    const why = checkAnnounce(o.mptcp.announce.map(announceText), o.addresses);
+    const why =
+      checkAnnounce(o.mptcp.announce.map(announceText), o.addresses) ??
+      checkSchedulerFlags(o.mptcp.scheduler, o.mptcp.backup ?? [], o.addresses, true);
     if (why !== undefined) throw new PerfError(why);
   }
   // IPv6 stays on only when the stack owns an IPv6 address (otherwise router solicitations
@@ -141,14 +143,23 @@ class UserStack implements PerfStack {
     const mpText =
       mp === undefined
         ? ''
-        : `; listeners: C flag ${mp.cFlag ? 'on' : 'off'}${mp.announce.length > 0 ? `, announces ${mp.announce.map(announceText).join(', ')}` : ''}${mp.checksum ? '; DSS checksums required' : ''}`;
+        : `; listeners: C flag ${mp.cFlag ? 'on' : 'off'}${mp.announce.length > 0 ? `, announces ${mp.announce.map(announceText).join(', ')}` : ''}${mp.checksum ? '; DSS checksums required' : ''}; scheduler ${mp.scheduler ?? 'lowest-rtt'}${(mp.backup ?? []).length > 0 ? `; backup ${(mp.backup ?? []).join(', ')}` : ''}`;
     this.description = `user (mptun ${mp ? 'MPTCP' : 'TCP'} on TUN ${tun.name}${o.offload ? ' with offload' : ''}, ${addrs}${mpText})`;
   }
 
   /** connect()'s MPTCP settings, undefined without --mptcp. */
   private connectMptcp(): StackConnectOptions['mptcp'] {
     const mp = this.o.mptcp;
-    return mp === undefined ? undefined : { checksum: mp.checksum };
+    return mp === undefined ? undefined : { checksum: mp.checksum, ...this.schedulerMptcp() };
+  }
+
+  /** `--scheduler` and `--backup`, for connections and listeners alike. */
+  private schedulerMptcp(): Partial<MptcpConfig> {
+    const mp = this.o.mptcp;
+    return {
+      ...(mp?.scheduler === undefined ? {} : { scheduler: mp.scheduler }),
+      ...(mp?.backup === undefined ? {} : { backupAddresses: mp.backup.map((a) => parseAddress(a)) }),
+    };
   }
 
   /** listen()'s MPTCP settings: the C flag and the announced unique addresses. */
@@ -158,6 +169,7 @@ class UserStack implements PerfStack {
     return {
       cFlag: mp.cFlag,
       checksum: mp.checksum,
+      ...this.schedulerMptcp(),
       announce: mp.announce.map((a) => ({
         address: parseAddress(a.address),
         ...(a.port === undefined ? {} : { port: a.port }),
