@@ -28,6 +28,13 @@ export interface BridgeOptions {
    * must emit 'connect' once established and 'error' if that fails.
    */
   openBack?: () => BackSide;
+  /**
+   * A back side already connected (no connect timeout, no 'connect' awaited): converter mode
+   * connects to the destination first, so that a failure can be answered with an Error TLV.
+   */
+  connected?: BackSide | undefined;
+  /** Bytes for the back side before any of the client's (a PROXY protocol v2 header). */
+  header?: Buffer | undefined;
 }
 
 /** What the bridge needs of its back side: a Duplex; Node's Socket and our TcpSocket both fit. */
@@ -47,7 +54,9 @@ export class Bridge {
   constructor(private readonly o: BridgeOptions) {
     const { front, backend, log } = o;
     const back: BackSide =
-      o.openBack?.() ?? connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+      o.connected ??
+      o.openBack?.() ??
+      connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
     this.back = back;
     back.setNoDelay?.(true);
     const timer = setTimeout(() => {
@@ -63,6 +72,10 @@ export class Bridge {
       );
     });
     back.once('close', () => clearTimeout(timer));
+    if (o.connected !== undefined) clearTimeout(timer);
+    // Written before the pipeline starts, so it precedes every client byte (a socket still
+    // connecting queues it).
+    if (o.header !== undefined) back.write(o.header);
     front.on('data', (d: Buffer) => {
       this.stats.up += d.length;
     });

@@ -3,13 +3,30 @@
  * starts. Kept free of the TUN binding and the stack, so a bad flag is reported (exit 2) on any
  * host. Every problem is a message that names the fix.
  */
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { type ConfigSchema, loadConfigFile, mergeConfig } from '../config-file.js';
+import { type AllowRule, parseAllowRule } from '../convert/allowlist.js';
 import { type AnnouncedAddress, announceText, parseAnnounce } from '../perf/mptcp-options.js';
 
 export interface ServerRoute {
   /** The port the MPTCP listener takes (on every address of the stack). */
   listen: number;
   backend: { host: string; port: number };
+  /** Send a PROXY protocol v2 header to this backend first. */
+  proxyProtocol: boolean;
+}
+
+/** Converter mode (RFC 8803): the destination comes from the client's Connect TLV. */
+export interface ConverterConfig {
+  /** The port the converter's MPTCP listener takes. */
+  port: number;
+  /** Destinations a client may name; never empty. */
+  allow: AllowRule[];
+  /** Pre-shared key: when set, every request must carry mptun's authentication TLV. */
+  key?: Buffer | undefined;
+  /** Send a PROXY protocol v2 header to each destination first. */
+  proxyProtocol: boolean;
 }
 
 export interface ServerConfig {
@@ -31,6 +48,9 @@ export interface ServerConfig {
   drainTimeoutMs: number;
   /** Give up connecting to the backend after this long (the client's connection is reset). */
   backendTimeoutMs: number;
+  converter?: ConverterConfig | undefined;
+  /** Record what the stack sends and receives on the TUN to this pcap file. */
+  pcap?: string | undefined;
 }
 
 /** The flags as yargs hands them over (before validation). */
@@ -47,7 +67,34 @@ export interface ServerFlags {
   offload?: boolean | undefined;
   'drain-timeout'?: number | undefined;
   'backend-timeout'?: number | undefined;
+  'proxy-protocol'?: boolean | undefined;
+  converter?: number | string | undefined;
+  allow?: string[] | undefined;
+  'psk-file'?: string | undefined;
+  pcap?: string | undefined;
+  config?: string | undefined;
 }
+
+/** What a --config file may hold: the long flag names (not `config` itself). */
+export const SERVER_CONFIG_SCHEMA: ConfigSchema = {
+  tun: 'string',
+  vip: 'string',
+  unique: 'string[]',
+  announce: 'string[]',
+  listen: 'number[]',
+  backend: 'string[]',
+  'c-flag': 'boolean',
+  checksum: 'boolean',
+  routes: 'boolean',
+  offload: 'boolean',
+  'drain-timeout': 'number',
+  'backend-timeout': 'number',
+  'proxy-protocol': 'boolean',
+  converter: 'number',
+  allow: 'string[]',
+  'psk-file': 'string',
+  pcap: 'string',
+};
 
 /** The result of validation: the config, or the first problem. */
 export type ConfigResult = { config: ServerConfig } | { error: string };
@@ -118,12 +165,14 @@ export function validateServerFlags(f: ServerFlags): ConfigResult {
   if (f.announce === undefined) for (const u of unique) announce.push({ address: u });
   const listens = f.listen ?? [];
   const backends = f.backend ?? [];
-  if (listens.length === 0) {
+  if (listens.length === 0 && backends.length === 0 && f.converter !== undefined) {
+    // Converter mode only: every destination comes from the clients' Connect TLVs.
+  } else if (listens.length === 0) {
     return {
       error:
         backends.length > 0
           ? `--backend ${backends[0]} has no --listen: give one --listen PORT per --backend, in order (--listen 5001 --backend ${backends[0]})`
-          : '--listen PORT and --backend HOST:PORT are required (one --backend per --listen, in order)',
+          : '--listen PORT and --backend HOST:PORT are required (one --backend per --listen, in order), or --converter PORT with --allow CIDR',
     };
   }
   if (backends.length !== listens.length) {
@@ -142,8 +191,12 @@ export function validateServerFlags(f: ServerFlags): ConfigResult {
       return { error: `--listen ${port} is given twice; each port once` };
     const b = parseBackend(backends[i] ?? '');
     if ('error' in b) return b;
-    routes.push({ listen: port, backend: b });
+    routes.push({ listen: port, backend: b, proxyProtocol: f['proxy-protocol'] ?? false });
   }
+  const converter = validateConverter(f, routes);
+  if (converter !== undefined && 'error' in converter) return converter;
+  if (f.pcap !== undefined && f.pcap.trim() === '')
+    return { error: '--pcap FILE: give the path of the capture file to write' };
   const drain = f['drain-timeout'] ?? 10;
   if (!(Number.isFinite(drain) && drain >= 0 && drain <= MAX_DRAIN_S))
     return { error: `--drain-timeout must be 0-${MAX_DRAIN_S} seconds` };
@@ -163,6 +216,69 @@ export function validateServerFlags(f: ServerFlags): ConfigResult {
       offload: f.offload ?? true,
       drainTimeoutMs: drain * 1000,
       backendTimeoutMs: backendTimeout * 1000,
+      converter,
+      pcap: f.pcap,
     },
   };
+}
+
+function validateConverter(
+  f: ServerFlags,
+  routes: ServerRoute[],
+): ConverterConfig | { error: string } | undefined {
+  const allowTexts = f.allow ?? [];
+  if (f.converter === undefined) {
+    if (allowTexts.length > 0)
+      return {
+        error: `--allow ${allowTexts[0]} is for converter mode; add --converter PORT (or drop --allow)`,
+      };
+    if (f['psk-file'] !== undefined)
+      return { error: '--psk-file is for converter mode; add --converter PORT (or drop --psk-file)' };
+    return undefined;
+  }
+  const port = checkPort(f.converter, '--converter');
+  if (typeof port === 'string') return { error: port };
+  if (routes.some((r) => r.listen === port))
+    return { error: `--converter ${port} is also a --listen port; give the converter its own port` };
+  if (allowTexts.length === 0)
+    return {
+      error:
+        '--converter needs at least one --allow CIDR[:PORTS] (e.g. --allow 10.20.0.0/24:80,443): without an allowlist the converter would be an open relay',
+    };
+  const allow: AllowRule[] = [];
+  for (const text of allowTexts) {
+    const r = parseAllowRule(text);
+    if ('error' in r) return r;
+    allow.push(r);
+  }
+  let key: Buffer | undefined;
+  const keyFile = f['psk-file'];
+  if (keyFile !== undefined) {
+    try {
+      key = Buffer.from(readFileSync(keyFile, 'utf8').trim(), 'utf8');
+    } catch (err) {
+      return {
+        error: `--psk-file ${keyFile}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give a file holding the pre-shared key`,
+      };
+    }
+    if (key.length < 16)
+      return {
+        error: `--psk-file ${keyFile}: the key is ${key.length} bytes; use at least 16 (e.g. openssl rand -hex 32 > ${keyFile})`,
+      };
+  }
+  return { port, allow, key, proxyProtocol: f['proxy-protocol'] ?? false };
+}
+
+/**
+ * The flags with the --config file (when given) merged under them, validated: what the command
+ * runs with. Flags win over the file.
+ */
+export function resolveServerFlags(f: ServerFlags): ConfigResult {
+  if (f.config === undefined) return validateServerFlags(f);
+  const file = loadConfigFile(f.config, SERVER_CONFIG_SCHEMA);
+  if ('error' in file) return file;
+  const flags: Record<string, unknown> = {};
+  for (const k of [...Object.keys(SERVER_CONFIG_SCHEMA), 'config'])
+    flags[k] = (f as Record<string, unknown>)[k];
+  return validateServerFlags(mergeConfig(file.values, flags as ServerFlags));
 }

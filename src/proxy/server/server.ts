@@ -9,10 +9,12 @@
  * to that port's backend (bridge.ts).
  */
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { HostCommandError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { RealScheduler } from '../../stack/device/clock.js';
+import type { Device } from '../../stack/device/device.js';
+import { PcapTap } from '../../stack/device/pcap-tap.js';
 import { openTun, type TunDevice } from '../../stack/device/tun-device.js';
 import { parseAddress } from '../../stack/iface/address.js';
 import { TcpStack } from '../../stack/iface/stack.js';
@@ -20,16 +22,21 @@ import type { TcpServer, TcpSocket } from '../../stack/iface/tcp-socket.js';
 import type { MptcpInfo } from '../../stack/mptcp/connection.js';
 import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
 import type { MptcpConfig } from '../../stack/mptcp/types.js';
+import { Allowlist } from '../convert/allowlist.js';
 import { ip } from '../host-net.js';
 import { announceText } from '../perf/mptcp-options.js';
 import { Bridge } from './bridge.js';
-import type { ServerConfig } from './config.js';
+import type { ConverterConfig, ServerConfig } from './config.js';
+import { acceptConvert } from './converter.js';
+import { encodeProxyV2 } from './proxy-v2.js';
 
 export interface ServerSummary {
   accepted: number;
   mptcp: number;
   fallback: number;
   failed: number;
+  /** Converter requests answered with an Error TLV (or dropped before a whole request). */
+  refused: number;
   /** Connections cut when the drain timed out. */
   aborted: number;
 }
@@ -49,12 +56,21 @@ export class MptunServer {
   private readonly active = new Map<number, Active>();
   private nextId = 1;
   private closing: Promise<ServerSummary> | undefined;
-  readonly summary: ServerSummary = { accepted: 0, mptcp: 0, fallback: 0, failed: 0, aborted: 0 };
+  readonly summary: ServerSummary = {
+    accepted: 0,
+    mptcp: 0,
+    fallback: 0,
+    failed: 0,
+    refused: 0,
+    aborted: 0,
+  };
 
   private constructor(
     private readonly config: ServerConfig,
     private readonly log: Logger,
     private readonly tun: TunDevice,
+    /** The TUN, or the pcap tap around it (--pcap): what the stack uses and what is closed. */
+    private readonly device: Device,
     private readonly stack: TcpStack,
     /** Routes this process added (removed on close). */
     private readonly routes: string[],
@@ -70,9 +86,11 @@ export class MptunServer {
     });
     const routes: string[] = [];
     let server: MptunServer | undefined;
+    let device: Device = tun;
     try {
-      const stack = new TcpStack({ device: tun, scheduler: new RealScheduler(), addresses });
-      server = new MptunServer(config, log, tun, stack, routes);
+      if (config.pcap !== undefined) device = new PcapTap(tun, { path: config.pcap });
+      const stack = new TcpStack({ device, scheduler: new RealScheduler(), addresses });
+      server = new MptunServer(config, log, tun, device, stack, routes);
       if (config.hostRoutes) {
         for (const a of addresses) {
           const route = hostRoute(a);
@@ -90,14 +108,25 @@ export class MptunServer {
           announce: config.announce.map(announceText),
           cFlag: config.cFlag,
           routes,
-          listen: config.routes.map((r) => `${r.listen} -> ${r.backend.host}:${r.backend.port}`),
+          listen: config.routes.map(
+            (r) =>
+              `${r.listen} -> ${r.backend.host}:${r.backend.port}${r.proxyProtocol ? ' (PROXY v2)' : ''}`,
+          ),
+          ...(config.converter === undefined
+            ? {}
+            : {
+                converter: config.converter.port,
+                allow: config.converter.allow.map((a) => a.text),
+                psk: config.converter.key !== undefined,
+              }),
+          ...(config.pcap === undefined ? {} : { pcap: config.pcap }),
         },
         'server: listening',
       );
       return server;
     } catch (err) {
       if (server !== undefined) await server.close(0);
-      else await tun.close();
+      else await device.close();
       throw err;
     }
   }
@@ -117,13 +146,37 @@ export class MptunServer {
     const mptcp = this.mptcpSettings();
     for (const route of this.config.routes) {
       const l = this.stack.listen({ port: route.listen, mptcp, allowHalfOpen: true }, (s) =>
-        this.accept(s, route.backend),
+        this.accept(s, { backend: route.backend, proxyProtocol: route.proxyProtocol }),
+      );
+      this.listeners.push(l);
+    }
+    const conv = this.config.converter;
+    if (conv !== undefined) {
+      const allow = new Allowlist(conv.allow);
+      const l = this.stack.listen({ port: conv.port, mptcp, allowHalfOpen: true }, (s) =>
+        this.accept(s, { converter: conv, allow }),
       );
       this.listeners.push(l);
     }
   }
 
-  private accept(socket: TcpSocket, backend: { host: string; port: number }): void {
+  /** PROXY v2 header: the client (initial subflow's source) and the address it connected to. */
+  private proxyHeader(socket: TcpSocket, destination?: { host: string; port: number }): Buffer {
+    return encodeProxyV2({
+      source: { address: socket.remoteAddress, port: socket.remotePort },
+      destination:
+        destination === undefined
+          ? { address: socket.localAddress, port: socket.localPort }
+          : { address: destination.host, port: destination.port },
+    });
+  }
+
+  private accept(
+    socket: TcpSocket,
+    target:
+      | { backend: { host: string; port: number }; proxyProtocol: boolean }
+      | { converter: ConverterConfig; allow: Allowlist },
+  ): void {
     const id = this.nextId++;
     const mp = (socket.info() as { mptcp?: MptcpInfo }).mptcp;
     const proto = mp === undefined ? 'tcp' : mp.fallback ? 'fallback' : 'mptcp';
@@ -136,7 +189,9 @@ export class MptunServer {
         client: `${socket.remoteAddress}:${socket.remotePort}`,
         local: `${socket.localAddress}:${socket.localPort}`,
         proto,
-        backend: `${backend.host}:${backend.port}`,
+        ...('backend' in target
+          ? { backend: `${target.backend.host}:${target.backend.port}` }
+          : { converter: true }),
       },
       'connection accepted',
     );
@@ -144,9 +199,65 @@ export class MptunServer {
       socket.destroy();
       return;
     }
+    if ('backend' in target) {
+      this.bridge(id, socket, log, {
+        backend: target.backend,
+        header: target.proxyProtocol ? this.proxyHeader(socket) : undefined,
+      });
+      return;
+    }
+    const { converter, allow } = target;
+    // Counted as active while the request is read, so a drain waits for it too.
+    let settle: () => void = () => undefined;
+    const pending = new Promise<void>((resolve) => {
+      settle = resolve;
+    });
+    const placeholder = { done: pending.then(() => 'ok' as const), abort: () => socket.destroy() };
+    this.active.set(id, { id, socket, bridge: placeholder as unknown as Bridge });
+    void acceptConvert(socket, {
+      allow,
+      key: converter.key,
+      headerTimeoutMs: this.config.backendTimeoutMs,
+      connectTimeoutMs: this.config.backendTimeoutMs,
+      log,
+    }).then((outcome) => {
+      this.active.delete(id);
+      settle();
+      if (!outcome.ok) {
+        this.summary.refused++;
+        log.warn({ code: outcome.code, reason: outcome.reason }, 'converter: request refused');
+        return;
+      }
+      const { destination } = outcome;
+      log.info({ destination: `${destination.host}:${destination.port}` }, 'converter: connected');
+      if (this.closing !== undefined) {
+        outcome.socket.destroy();
+        socket.destroy();
+        return;
+      }
+      this.bridge(id, socket, log, {
+        backend: destination,
+        connected: outcome.socket,
+        header: converter.proxyProtocol ? this.proxyHeader(socket, destination) : undefined,
+      });
+    });
+  }
+
+  private bridge(
+    id: number,
+    socket: TcpSocket,
+    log: Logger,
+    o: {
+      backend: { host: string; port: number };
+      header?: Buffer | undefined;
+      connected?: Socket | undefined;
+    },
+  ): void {
     const bridge = new Bridge({
       front: socket,
-      backend,
+      backend: o.backend,
+      header: o.header,
+      connected: o.connected,
       connectTimeoutMs: this.config.backendTimeoutMs,
       log,
     });
@@ -154,6 +265,9 @@ export class MptunServer {
     void bridge.done.then((result) => {
       this.active.delete(id);
       const info = (socket.info() as { mptcp?: MptcpInfo }).mptcp;
+      // One child logger per subflow ({conn, subflow}): what each path carried.
+      if (info !== undefined && log.isLevelEnabled('debug'))
+        for (const [i, sf] of info.subflows.entries()) log.child({ subflow: i }).debug(sf, 'subflow');
       const fields = {
         up: bridge.stats.up,
         down: bridge.stats.down,
@@ -208,7 +322,7 @@ export class MptunServer {
           this.log.warn({ route, err: (err as Error).message }, 'server: could not remove a route');
       }
     }
-    await this.tun.close();
+    await this.device.close();
     this.log.info(
       { ...this.summary, ...(mib === undefined ? {} : { mptcpMib: mptcpCounterSet.nonZero(mib) }) },
       'server: stopped',
