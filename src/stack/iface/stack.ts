@@ -14,6 +14,7 @@ import type { Scheduler, TimerHandle } from '../device/clock.js';
 import type { Device, Frame, GsoInfo } from '../device/device.js';
 import type { MptcpConnection } from '../mptcp/connection.js';
 import type { MptcpCounters } from '../mptcp/counters.js';
+import { isMptcpCongestionName, MPTCP_CONGESTION_NAMES } from '../mptcp/coupled-cc.js';
 import { MptcpEndpoint } from '../mptcp/endpoint.js';
 import type { Subflow } from '../mptcp/subflow.js';
 import type { MptcpConfig, SubflowHandle, SubflowHost, SubflowOwner } from '../mptcp/types.js';
@@ -409,14 +410,17 @@ export class TcpStack {
     subflow: Subflow | undefined,
   ): ConnEntry {
     const now = this.scheduler.now();
+    const config = this.configFor(local.family, tcp);
     const conn = TcpConnection.connect({
       isn: this.isnGen.isn(now, local, localPort, remote, remotePort),
       now,
       localPort,
       remotePort,
       tsOffset: this.tsOffset(local, localPort, remote, remotePort),
-      config: this.configFor(local.family, tcp),
-      ...(subflow === undefined ? {} : { hooks: subflow, sendQueue: subflow }),
+      config,
+      ...(subflow === undefined
+        ? {}
+        : { hooks: subflow, sendQueue: subflow, congestion: subflow.congestionFactory(config) }),
     });
     const entry = new ConnEntry(this, conn, local, localPort, remote, remotePort);
     this.table.add(entry);
@@ -819,14 +823,17 @@ export class TcpStack {
     subflow: Subflow | undefined,
     now: number,
   ): ConnEntry {
+    const config = this.configFor(local.family, tcp);
     const conn = TcpConnection.accept(h, {
       isn: this.isnGen.isn(now, local, h.dstPort, remote, h.srcPort),
       now,
       localPort: h.dstPort,
       remotePort: h.srcPort,
       tsOffset: this.tsOffset(local, h.dstPort, remote, h.srcPort),
-      config: this.configFor(local.family, tcp),
-      ...(subflow === undefined ? {} : { hooks: subflow, sendQueue: subflow }),
+      config,
+      ...(subflow === undefined
+        ? {}
+        : { hooks: subflow, sendQueue: subflow, congestion: subflow.congestionFactory(config) }),
     });
     const entry = new ConnEntry(this, conn, local, h.dstPort, remote, h.srcPort);
     this.table.add(entry);
@@ -1415,7 +1422,13 @@ function badV6(a: Uint8Array): boolean {
 /** ListenOptions/ConnectOptions `mptcp` as settings, or undefined when off. */
 function mptcpSettings(option: boolean | Partial<MptcpConfig> | undefined): Partial<MptcpConfig> | undefined {
   if (option === undefined || option === false) return undefined;
-  return option === true ? {} : option;
+  if (option === true) return {};
+  if (option.congestion !== undefined && !isMptcpCongestionName(option.congestion)) {
+    throw new InvalidArgumentError(
+      `mptcp.congestion: unknown ${String(option.congestion)} (one of ${MPTCP_CONGESTION_NAMES.join(', ')})`,
+    );
+  }
+  return option;
 }
 
 function hasMpJoin(h: TcpHeader): boolean {

@@ -5,12 +5,15 @@
  * the connection's data-level reassembly). Linux's net/mptcp/subflow.c plus the per-subflow half
  * of options.c. The connection-level logic is connection.ts's; this file never decides policy.
  */
+import type { CongestionControl } from '../tcp/congestion.js';
 import type { TcpConnection } from '../tcp/connection.js';
 import {
+  DEFAULT_TCP_CONFIG,
   type HookVerdict,
   type ReceivedKind,
   type SendQueue,
   type SubflowHooks,
+  type TcpConfig,
   TcpEvent,
 } from '../tcp/types.js';
 import { dssChecksum } from '../wire/dss-checksum.js';
@@ -19,6 +22,7 @@ import { mptcpOptionSpace } from '../wire/option-space.js';
 import { dsnAdd, seqAdd, seqDiff } from '../wire/seqnum.js';
 import { TCP_ACK, TCP_RST, TCP_SYN, type TcpFields, type TcpHeader } from '../wire/tcp.js';
 import type { MptcpConnection } from './connection.js';
+import { connectionCongestion } from './coupled-cc.js';
 import { joinAckHmac, joinHmac, randomNonce, timingSafeEqual } from './crypto.js';
 import { RxMappings } from './rx-mappings.js';
 import { TxMappings } from './tx-mappings.js';
@@ -93,6 +97,8 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   private synsSent = 0;
   /** DSS checksums of the mappings we sent, by mapping start SSN (absolute). */
   private readonly txChecksums = new Map<number, number>();
+  /** Takes this subflow's controller out of its connection's coupled group (coupled-cc.ts). */
+  private releaseCongestion: (() => void) | undefined;
 
   constructor(
     readonly mp: MptcpConnection,
@@ -128,6 +134,19 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   /** RFC 8684 §3.3.4: a subflow advertises the connection-level receive window. */
   receiveSpace(): number {
     return this.mp.receiveSpace();
+  }
+
+  /**
+   * The congestion controller factory of this subflow's TCP connection (MptcpConfig.congestion:
+   * coupled over the connection's subflows, or uncoupled), given the engine settings it opens with.
+   */
+  congestionFactory(tcp: Partial<TcpConfig>): (mss: number) => CongestionControl {
+    const { factory, release } = connectionCongestion(this.mp).forSubflow(
+      { initialCwndSegments: tcp.initialCwndSegments ?? DEFAULT_TCP_CONFIG.initialCwndSegments },
+      () => !this.closed && !this.stale && this.canCarryData(),
+    );
+    this.releaseCongestion = release;
+    return factory;
   }
 
   /** The iface placed the subflow's TCP connection. */
@@ -723,6 +742,7 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   onClosed(): void {
     if (this.closed) return;
     this.closed = true;
+    this.releaseCongestion?.();
     this.mp.onSubflowClosed(this);
   }
 

@@ -5,6 +5,7 @@
 import type { IpAddress } from '../iface/address.js';
 import type { TcpConnection } from '../tcp/connection.js';
 import type { TcpConfig } from '../tcp/types.js';
+import type { MptcpCongestionName } from './coupled-cc.js';
 import type { SchedulerName } from './sched.js';
 
 /** An address to announce with ADD_ADDR (RFC 8684 §3.4.1), optionally with a port. */
@@ -23,6 +24,11 @@ export interface MptcpConfig {
   announce: readonly Announcement[];
   /** Require DSS checksums (the A flag). */
   checksum: boolean;
+  /**
+   * Congestion control of the subflows (coupled-cc.ts): coupled LIA (RFC 6356), OLIA or BALIA,
+   * or uncoupled CUBIC / NewReno per subflow. It replaces TcpConfig.congestion for subflows.
+   */
+  congestion: MptcpCongestionName;
   /** Most subflows per connection, the initial one included (Linux's default limit is 2; max 8). */
   maxSubflows: number;
   /** Most ADD_ADDRs accepted per connection (Linux: add_addr_accepted). */
@@ -47,6 +53,7 @@ export const DEFAULT_MPTCP_CONFIG: Readonly<MptcpConfig> = Object.freeze({
   cFlag: false,
   announce: [],
   checksum: false,
+  congestion: 'cubic',
   maxSubflows: 8,
   maxAddAddrAccepted: 8,
   addAddrTimeoutMs: 2000,
