@@ -23,8 +23,8 @@
  * - `onRto` on a retransmission timeout: cwnd collapses to the loss window of one SMSS (RFC 5681
  *   §3.1). A repeated timeout before any new ACK keeps ssthresh (RFC 5681 §3.1, eq. 4 note).
  *
- * Not done: HyStart/HyStart++ (RFC 9406) in CUBIC's slow start, and undoing spurious
- * congestion events (RFC 9438 §4.9): the interface has no undo hook yet.
+ * CUBIC leaves its initial slow start with HyStart++ (RFC 9406, hystart.ts) when the RTT grows.
+ * Not done: undoing spurious congestion events (RFC 9438 §4.9): the interface has no undo hook yet.
  *
  * MPTCP (next issue) adds coupled controllers (LIA, RFC 6356; OLIA; BALIA) behind the same
  * interface: one controller per subflow, created with a shared group object that can read every
@@ -34,6 +34,7 @@
  */
 
 import { InvalidArgumentError } from '../../errors.js';
+import { HYSTART_CSS_GROWTH_DIVISOR, HyStartPlusPlus } from './hystart.js';
 
 export interface CongestionControl {
   readonly name: string;
@@ -61,6 +62,8 @@ export interface CongestionControlOptions {
    * RFC 6928 §2: min(10*SMSS, max(2*SMSS, 14600)), which is 10 segments up to an SMSS of 1460.
    */
   initialCwndSegments?: number;
+  /** HyStart++ (RFC 9406) in CUBIC's initial slow start: on unless false. */
+  hystart?: boolean;
 }
 
 /** RFC 3465 §2.2: at most L = 2*SMSS of growth per ACK in slow start. */
@@ -97,6 +100,8 @@ abstract class WindowController implements CongestionControl {
   protected threshold = Number.POSITIVE_INFINITY;
   /** An RTO fired and no new data has been acknowledged since (RFC 5681 §3.1 note on eq. 4). */
   private inTimeoutBackoff = false;
+  /** HyStart++ (RFC 9406) in the initial slow start, for controllers that use it. */
+  protected readonly hystart: HyStartPlusPlus | undefined;
 
   constructor(mss: number, opts?: CongestionControlOptions) {
     if (!(Number.isInteger(mss) && mss > 0))
@@ -107,6 +112,12 @@ abstract class WindowController implements CongestionControl {
     }
     this.mss = mss;
     this.window = initialWindow(mss, iw);
+    this.hystart = this.usesHyStart() && opts?.hystart !== false ? new HyStartPlusPlus() : undefined;
+  }
+
+  /** Whether this controller runs HyStart++ in its initial slow start (CUBIC does). */
+  protected usesHyStart(): boolean {
+    return false;
   }
 
   get cwnd(): number {
@@ -127,10 +138,15 @@ abstract class WindowController implements CongestionControl {
       return;
     }
     let rest = acked;
+    if (this.threshold === Number.POSITIVE_INFINITY && this.hystart !== undefined) {
+      // RFC 9406, initial slow start only: it ends (ssthresh = cwnd) once CSS has had its rounds.
+      if (this.hystart.onAck(acked, rtt, inFlight) === 'avoidance') this.threshold = this.window;
+    }
     if (this.window < this.threshold) {
       // RFC 5681 §3.1 slow start, RFC 3465 §2.2 byte counting with L = 2*SMSS; what is left of
       // this ACK once ssthresh is reached counts towards congestion avoidance.
-      const growth = Math.min(rest, ABC_LIMIT_SEGMENTS * this.mss);
+      let growth = Math.min(rest, ABC_LIMIT_SEGMENTS * this.mss);
+      if (this.hystart?.state === 'css') growth /= HYSTART_CSS_GROWTH_DIVISOR;
       const room = this.threshold - this.window;
       if (growth < room) {
         this.window = Math.min(this.window + growth, MAX_CWND_BYTES);
@@ -145,6 +161,7 @@ abstract class WindowController implements CongestionControl {
   }
 
   onCongestionEvent(now: number, inFlight: number): void {
+    this.hystart?.stop();
     this.inTimeoutBackoff = false;
     this.threshold = Math.max(this.reducedThreshold(inFlight, now), MIN_SSTHRESH_SEGMENTS * this.mss);
     // RFC 6675 §5 step 4.2 / RFC 9438 §4.6: cwnd = ssthresh (ssthresh never below 2*SMSS). A
@@ -159,6 +176,7 @@ abstract class WindowController implements CongestionControl {
   }
 
   onRto(now: number, inFlight: number): void {
+    this.hystart?.stop();
     if (!this.inTimeoutBackoff) {
       this.threshold = Math.max(this.timeoutThreshold(inFlight, now), MIN_SSTHRESH_SEGMENTS * this.mss);
     }
@@ -243,6 +261,10 @@ export class NewReno extends WindowController {
  */
 export class Cubic extends WindowController {
   readonly name: string = 'cubic';
+
+  protected override usesHyStart(): boolean {
+    return true;
+  }
   /** W_max in bytes; undefined before the first congestion event. */
   private wMax: number | undefined;
   /** cwnd before the most recent reduction (bytes), for the alpha switch of §4.3. */
