@@ -67,17 +67,26 @@ export function candidates<T extends ScheduledSubflow>(subflows: readonly T[]): 
   return regular.length > 0 ? regular : subflows.filter((s) => s.isBackup && usable(s));
 }
 
-/** Whether data now goes to backup subflows (no regular subflow is usable, a backup one is). */
-export function usingBackup(subflows: readonly ScheduledSubflow[]): boolean {
-  const c = candidates(subflows);
-  return c.length > 0 && c[0]!.isBackup;
+/** Whether a usable regular subflow exists (then backups are no candidates). Allocation-free. */
+function regularUsable(subflows: readonly ScheduledSubflow[]): boolean {
+  for (const s of subflows) if (!s.isBackup && usable(s)) return true;
+  return false;
 }
 
+/** Whether data now goes to backup subflows (no regular subflow is usable, a backup one is). */
+export function usingBackup(subflows: readonly ScheduledSubflow[]): boolean {
+  if (regularUsable(subflows)) return false;
+  for (const s of subflows) if (s.isBackup && usable(s)) return true;
+  return false;
+}
+
+/** lowest-rtt's pick; without allocating (it runs for every chunk pushed). */
 function lowestRtt<T extends ScheduledSubflow>(subflows: readonly T[]): T | undefined {
+  const backups = !regularUsable(subflows);
   let best: T | undefined;
   let bestRtt = Number.POSITIVE_INFINITY;
-  for (const s of candidates(subflows)) {
-    if (s.sendRoom <= 0) continue;
+  for (const s of subflows) {
+    if (s.isBackup !== backups || !usable(s) || s.sendRoom <= 0) continue;
     const rtt = s.srtt ?? UNKNOWN_RTT_MS;
     if (rtt < bestRtt) {
       best = s;
