@@ -13,6 +13,7 @@ interface DemoArgs extends GlobalOptions {
   time: number;
   'flip-time': number;
   plot: string;
+  logs: string | undefined;
 }
 
 export const demoCommand: CommandModule<GlobalOptions, DemoArgs> = {
@@ -51,6 +52,11 @@ export const demoCommand: CommandModule<GlobalOptions, DemoArgs> = {
         default: 'mptun-demo.html',
         describe: 'The chart page to write (.html)',
       })
+      .option('logs', {
+        type: 'string',
+        describe:
+          "Write each process's output (the proxies' JSON logs, iperf3's reports) to files in this directory",
+      })
       .check((a) => {
         const why = checkPrefix(a.prefix);
         if (why !== undefined) return why;
@@ -82,6 +88,7 @@ export const demoCommand: CommandModule<GlobalOptions, DemoArgs> = {
         seconds: args.time,
         flipSeconds: args['flip-time'],
         plot: args.plot,
+        logs: args.logs,
         log,
         print,
         signal: abort.signal,

@@ -7,7 +7,8 @@
  * table and TUN the proxies made).
  */
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../../log.js';
@@ -36,6 +37,8 @@ export interface DemoOptions {
   flipSeconds: number;
   /** The chart page (.html), or undefined for none. */
   plot: string | undefined;
+  /** A directory for each process's output (stdout, then stderr), or undefined. */
+  logs?: string | undefined;
   log: Logger;
   /** Lines for the user (progress and the table). */
   print: (line: string) => void;
@@ -101,6 +104,18 @@ async function teardown(
 ): Promise<void> {
   // Proxies first (SIGTERM: they remove what they added), then what is left.
   await Promise.all(procs.map((p) => p.stop()));
+  if (o.logs !== undefined) {
+    try {
+      await mkdir(o.logs, { recursive: true });
+      for (const [i, p] of procs.entries()) {
+        const name = `${String(i + 1).padStart(2, '0')}-${p.label.replace(/[^A-Za-z0-9.]+/g, '-').replace(/-+$/, '')}.log`;
+        await writeFile(join(o.logs, name), `${p.stdout}${p.stderr}`);
+      }
+      o.print(`logs: ${o.logs}`);
+    } catch (err) {
+      o.log.warn({ err, dir: o.logs }, 'demo: could not write the logs');
+    }
+  }
   const names = Object.values(plan.namespaces);
   let existing: Set<string>;
   try {
