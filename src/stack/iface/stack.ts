@@ -306,6 +306,8 @@ export class TcpStack {
   private readonly arena = new FrameArena();
   private ipId = 0;
   private mptcp: MptcpEndpoint | undefined;
+  /** Local addresses whose link is down (setAddressState): the path managers join from none. */
+  private readonly downAddresses: IpAddress[] = [];
 
   constructor(options: StackOptions) {
     if (options.addresses.length === 0) throw new InvalidArgumentError('a stack needs at least one address');
@@ -396,6 +398,7 @@ export class TcpStack {
       allowHalfOpen: options.allowHalfOpen ?? false,
     });
     made.conn.socket = socket;
+    for (const d of this.downAddresses) made.conn.pm?.onLocalAddress(made.conn, d, false);
     this.kick(entry);
     return socket;
   }
@@ -456,6 +459,31 @@ export class TcpStack {
       family: e.local.family === 4 ? 'IPv4' : 'IPv6',
       kick: () => mp.kick(),
     };
+  }
+
+  /**
+   * A local address's link went down or came back (what `mptun client --path IFACE` calls when it
+   * sees the interface change): the path manager of every MPTCP connection hears it (pm.ts). Down:
+   * the address's subflows are reset and the peer gets REMOVE_ADDR; no join leaves from it. Up:
+   * subflows from it are re-created at once. The address stays ours for input either way.
+   */
+  setAddressState(address: string, state: 'up' | 'down'): void {
+    const a = parseAddress(address);
+    if (!this.isOurs(a)) throw new InvalidArgumentError(`${address} is not one of the stack's addresses`);
+    if (state !== 'up' && state !== 'down')
+      throw new InvalidArgumentError(`state must be up or down, got ${state}`);
+    const i = this.downAddresses.findIndex((d) => addressEqual(d, a));
+    if (state === 'down' && i < 0) this.downAddresses.push(a);
+    if (state === 'up' && i >= 0) this.downAddresses.splice(i, 1);
+    const conns = new Set<MptcpConnection>();
+    // Every owner the table holds is a Subflow (the only SubflowOwner).
+    for (const e of this.table.values()) if (e.owner !== undefined) conns.add((e.owner as Subflow).mp);
+    for (const mp of conns) mp.pm?.onLocalAddress(mp, a, state === 'up');
+  }
+
+  /** Local addresses marked down with setAddressState. */
+  get addressesDown(): string[] {
+    return this.downAddresses.map(formatAddress);
   }
 
   /** The stack's MPTCP endpoint (made on first use). */

@@ -338,6 +338,11 @@ export class MptcpConnection {
     this.socket?._onClosed(error);
   }
 
+  /** Both DATA_FINs are through (or it closed): its subflows are going, none is re-created. */
+  get finished(): boolean {
+    return (this.finAcked && this.peerFin) || this._state === 'closed';
+  }
+
   private maybeFinished(): void {
     if (!(this.finAcked && this.peerFin) || this.fallback) return;
     // Both DATA_FINs are through: close every subflow in order.
