@@ -38,6 +38,7 @@ interface SubflowJson {
   local: string;
   remote: string;
   fully_established: boolean;
+  backup: boolean;
   bytes_acked: number;
   bytes_received: number;
 }
@@ -118,6 +119,11 @@ for (const reverse of [false, true]) {
     assert.equal(backup.length, 1, JSON.stringify(c));
     assert.ok(backup[0]!.fully_established, JSON.stringify(backup));
     const regular = c.filter((x) => host(x.local) === CLIENT_ADDRS[0]);
+    // The report marks it (ours by --backup, the server's by the B flag it received).
+    assert.deepEqual(
+      c.map((x) => x.backup),
+      c.map((x) => host(x.local) === CLIENT_ADDRS[1]),
+    );
     if (!reverse) {
       assert.equal(backup[0]!.bytes_acked, 0, `client sent on the backup: ${JSON.stringify(backup)}`);
       // The client's report is taken when it has written everything: up to a send buffer is in flight.
@@ -128,6 +134,7 @@ for (const reverse of [false, true]) {
     }
     const serverBackup = s.filter((x) => host(x.remote) === CLIENT_ADDRS[1]);
     assert.equal(serverBackup.length, 1, JSON.stringify(s));
+    assert.equal(serverBackup[0]!.backup, true);
     assert.equal(reverse ? serverBackup[0]!.bytes_acked : serverBackup[0]!.bytes_received, 0);
     const sm = theirs.end.mptun.stack_counters.mptcp as Record<string, number>;
     assert.ok((sm.MPJoinSynBackupRx ?? 0) >= 1, JSON.stringify(sm));
