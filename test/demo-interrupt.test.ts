@@ -3,9 +3,10 @@
  * the servers run tears everything down (exit 130, no namespace of its prefix, no state file).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, test } from 'node:test';
+import { main } from '../src/proxy/cli.js';
 import { statePath } from '../src/proxy/testbed/state.js';
 import { leftovers, mptun, runPrefix, scrub, tempStateDir } from './support/testbed-run.js';
 
@@ -13,21 +14,57 @@ const prefix = runPrefix('dint');
 const dir = tempStateDir();
 after(() => scrub(prefix, dir));
 
-test('--help lists the flags; bad flags exit 2 naming the fix', () => {
+test('--help lists the flags', () => {
   const help = mptun('demo', '--help');
   assert.equal(help.status, 0);
   for (const flag of ['--prefix', '--state-dir', '--rate1', '--rate2', '--time', '--flip-time', '--plot'])
     assert.match(help.stdout, new RegExp(flag));
-  // Each case is a process start (a few seconds here): three cover the kinds of check.
+});
+
+/** Runs the CLI in this process (a process start costs seconds here); returns code and stderr. */
+async function inProcess(argv: string[]): Promise<{ code: number; stderr: string }> {
+  let stderr = '';
+  const write = process.stderr.write.bind(process.stderr);
+  const writeOut = process.stdout.write.bind(process.stdout);
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  }) as typeof process.stderr.write;
+  // Its progress lines are not test output.
+  process.stdout.write = (() => true) as typeof process.stdout.write;
+  try {
+    const code = await main(argv);
+    return { code, stderr };
+  } finally {
+    process.stderr.write = write;
+    process.stdout.write = writeOut;
+    process.exitCode = undefined;
+  }
+}
+
+test('bad flags exit 2 naming the fix, before anything runs', async () => {
   const cases: [string[], RegExp][] = [
     [['--rate1', 'fast'], /--rate1: 'fast' is not a rate/],
     [['--flip-time', '1'], /--flip-time must be 3-60 seconds/],
     [['--plot', 'x.svg'], /--plot x\.svg: the chart is an HTML page/],
   ];
   for (const [args, re] of cases) {
-    const r = mptun('demo', ...args);
-    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    const r = await inProcess(['--log-level', 'silent', 'demo', ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, re);
+  }
+});
+
+test('a prefix in use is refused and its namespaces are left alone', async () => {
+  const other = runPrefix('dtaken');
+  execFileSync('ip', ['netns', 'add', `${other}-lb`]);
+  try {
+    const r = await inProcess(['--log-level', 'silent', 'demo', '--prefix', other, '--state-dir', dir]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`namespace ${other}-lb already exists: prefix '${other}' is in use`));
+    assert.deepEqual(await leftovers(other), [`${other}-lb`]);
+  } finally {
+    execFileSync('ip', ['netns', 'delete', `${other}-lb`]);
   }
 });
 

@@ -11,10 +11,11 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { deleteNamespaces, listNamespaces, runCommand, setVipRoute, testbedUp } from '../testbed/build.js';
 import { rateText, type Site, type TestbedPlan, testbedPlan } from '../testbed/plan.js';
-import { removeState, writeState } from '../testbed/state.js';
+import { readState, removeState, statePath, writeState } from '../testbed/state.js';
 import { NsProcess } from './procs.js';
 import {
   type DemoResult,
@@ -76,6 +77,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const plan = testbedPlan({ prefix: o.prefix, rate1: o.rate1, rate2: o.rate2, loAddrs: false });
   const procs: NsProcess[] = [];
   let built = false;
+  if ((await readState(o.stateDir, o.prefix)) !== undefined) {
+    throw new InvalidArgumentError(
+      `testbed '${o.prefix}' is recorded in ${statePath(o.stateDir, o.prefix)}: it is in use; choose another --prefix, or run 'mptun testbed down --prefix ${o.prefix}' if it is left over`,
+    );
+  }
   try {
     o.print(
       `testbed: building '${o.prefix}' (cli, lb, s1, s2, app; p1 ${rateText(o.rate1)}, p2 ${rateText(o.rate2)})`,
@@ -92,16 +98,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     check(o.signal);
     return await measure(o, plan, procs);
   } finally {
-    await teardown(o, plan, procs, built);
+    // testbedUp removes what it made when it fails, and refuses a prefix in use without touching
+    // it: only a testbed this run built is ours to take down.
+    if (built) await teardown(o, plan, procs);
   }
 }
 
-async function teardown(
-  o: DemoOptions,
-  plan: TestbedPlan,
-  procs: NsProcess[],
-  built: boolean,
-): Promise<void> {
+async function teardown(o: DemoOptions, plan: TestbedPlan, procs: NsProcess[]): Promise<void> {
   // Proxies first (SIGTERM: they remove what they added), then what is left.
   await Promise.all(procs.map((p) => p.stop()));
   if (o.logs !== undefined) {
@@ -127,7 +130,7 @@ async function teardown(
   const left = names.filter((n) => existing.has(n));
   const failed = await deleteNamespaces(left);
   for (const f of failed) o.log.error({ ns: f.ns, err: f.error }, 'demo: could not delete a namespace');
-  if (built || left.length > 0) await removeState(o.stateDir, plan.prefix);
+  await removeState(o.stateDir, plan.prefix);
   if (left.length > 0) o.print(`testbed: removed ${left.join(' ')}`);
 }
 
