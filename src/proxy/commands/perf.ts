@@ -1,7 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { commandContext, type GlobalOptions } from '../cli.js';
 import { runClient } from '../perf/client.js';
-import { checkAnnounce, checkSchedulerFlags } from '../perf/mptcp-options.js';
+import { checkAnnounce, checkCongestionFlag, checkSchedulerFlags } from '../perf/mptcp-options.js';
 import { checkPlotFile, writePlot } from '../perf/plot.js';
 import { LiveProgress } from '../perf/progress.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_PORT, MAX_STREAMS, parseSize, tryParseSize } from '../perf/protocol.js';
@@ -22,6 +22,7 @@ interface CommonOptions extends GlobalOptions {
   checksum: boolean;
   scheduler: string | undefined;
   backup: string[] | undefined;
+  congestion: string | undefined;
 }
 
 interface ClientArgs extends CommonOptions {
@@ -116,6 +117,11 @@ function common<T>(y: Argv<T>) {
       describe:
         'With --mptcp: this local address (one of --addr; repeatable) is a backup path: its subflows are MP_PRIO backups (B flag on the join, or MP_PRIO), and neither end sends data on them while a subflow on another address works',
     })
+    .option('congestion', {
+      type: 'string',
+      describe:
+        "With --mptcp: the subflows' congestion control: 'lia' (RFC 6356), 'olia' or 'balia' (coupled: all subflows together take no more than one TCP flow at a shared bottleneck), or 'cubic' / 'newreno' (uncoupled, per subflow). Default: cubic",
+    })
     .check((a) => {
       if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) return '--port must be 1-65535';
       if (!(a.interval === 0 || (a.interval >= 0.1 && a.interval <= 60)))
@@ -133,6 +139,8 @@ function common<T>(y: Argv<T>) {
         return `--bind ${a.bind} must be one of the --addr addresses with --mptcp (it picks the initial subflow's source)`;
       const sched = checkSchedulerFlags(a.scheduler, a.backup ?? [], a.addr ?? [], a.mptcp);
       if (sched !== undefined) return sched;
+      const cong = checkCongestionFlag(a.congestion, a.mptcp);
+      if (cong !== undefined) return cong;
       return true;
     });
 }

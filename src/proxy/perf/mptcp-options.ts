@@ -6,6 +6,11 @@
 import { isIP } from 'node:net';
 import { PerfError } from '../../errors.js';
 import { addressEqual, tryParseAddress } from '../../stack/iface/address.js';
+import {
+  isMptcpCongestionName,
+  MPTCP_CONGESTION_NAMES,
+  type MptcpCongestionName,
+} from '../../stack/mptcp/coupled-cc.js';
 import { isSchedulerName, SCHEDULER_NAMES, type SchedulerName } from '../../stack/mptcp/sched.js';
 
 export interface PerfMptcpOptions {
@@ -19,6 +24,17 @@ export interface PerfMptcpOptions {
   scheduler?: SchedulerName;
   /** `--backup ADDR`: our addresses (of --addr) whose subflows are MP_PRIO backups. */
   backup?: string[];
+  /** `--congestion`: the subflows' congestion control (coupled or not; default MptcpConfig's). */
+  congestion?: MptcpCongestionName;
+}
+
+/** Checks `--congestion NAME`; returns the problem as a message naming the choices. */
+export function checkCongestionFlag(congestion: string | undefined, mptcp: boolean): string | undefined {
+  if (congestion === undefined) return undefined;
+  if (!mptcp) return '--congestion goes with --mptcp';
+  if (!isMptcpCongestionName(congestion))
+    return `--congestion '${congestion}': use one of ${MPTCP_CONGESTION_NAMES.join(', ')} (lia, olia, balia are coupled across the subflows; cubic, newreno run per subflow)`;
+  return undefined;
 }
 
 /**

@@ -1,5 +1,6 @@
 /** Builds the PerfStack that `--stack` names. */
 import type { Logger } from '../../log.js';
+import type { MptcpCongestionName } from '../../stack/mptcp/coupled-cc.js';
 import type { SchedulerName } from '../../stack/mptcp/sched.js';
 import { parseAnnouncements } from './mptcp-options.js';
 import { KernelStack, type PerfStack } from './stack.js';
@@ -23,6 +24,8 @@ export interface StackArgs {
   /** `--scheduler NAME` and `--backup ADDR` values (checked by the CLI). */
   scheduler?: string | undefined;
   backup?: string[] | undefined;
+  /** `--congestion NAME` (checked by the CLI). */
+  congestion?: string | undefined;
 }
 
 export async function openPerfStack(args: StackArgs, log: Logger): Promise<PerfStack> {
@@ -42,6 +45,9 @@ export async function openPerfStack(args: StackArgs, log: Logger): Promise<PerfS
               checksum: args.checksum ?? false,
               ...(args.scheduler === undefined ? {} : { scheduler: args.scheduler as SchedulerName }),
               ...(args.backup === undefined ? {} : { backup: args.backup }),
+              ...(args.congestion === undefined
+                ? {}
+                : { congestion: args.congestion as MptcpCongestionName }),
             },
           }
         : {}),

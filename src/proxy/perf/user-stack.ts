@@ -18,10 +18,16 @@ import {
 import type { TcpSocket } from '../../stack/iface/tcp-socket.js';
 import type { MptcpInfo } from '../../stack/mptcp/connection.js';
 import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
-import type { MptcpConfig } from '../../stack/mptcp/types.js';
+import { DEFAULT_MPTCP_CONFIG, type MptcpConfig } from '../../stack/mptcp/types.js';
 import { tcpCounterSet } from '../../stack/tcp/counters.js';
 import { ip } from '../host-net.js';
-import { announceText, checkAnnounce, checkSchedulerFlags, type PerfMptcpOptions } from './mptcp-options.js';
+import {
+  announceText,
+  checkAnnounce,
+  checkCongestionFlag,
+  checkSchedulerFlags,
+  type PerfMptcpOptions,
+} from './mptcp-options.js';
 import {
   type ConnectOptions,
   connectError,
@@ -87,7 +93,8 @@ export async function openUserStack(o: UserStackOptions, log: Logger): Promise<P
   if (o.mptcp !== undefined) {
     const why =
       checkAnnounce(o.mptcp.announce.map(announceText), o.addresses) ??
-      checkSchedulerFlags(o.mptcp.scheduler, o.mptcp.backup ?? [], o.addresses, true);
+      checkSchedulerFlags(o.mptcp.scheduler, o.mptcp.backup ?? [], o.addresses, true) ??
+      checkCongestionFlag(o.mptcp.congestion, true);
     if (why !== undefined) throw new PerfError(why);
   }
   // IPv6 stays on only when the stack owns an IPv6 address (otherwise router solicitations
@@ -143,7 +150,7 @@ class UserStack implements PerfStack {
     const mpText =
       mp === undefined
         ? ''
-        : `; listeners: C flag ${mp.cFlag ? 'on' : 'off'}${mp.announce.length > 0 ? `, announces ${mp.announce.map(announceText).join(', ')}` : ''}${mp.checksum ? '; DSS checksums required' : ''}; scheduler ${mp.scheduler ?? 'lowest-rtt'}${(mp.backup ?? []).length > 0 ? `; backup ${(mp.backup ?? []).join(', ')}` : ''}`;
+        : `; listeners: C flag ${mp.cFlag ? 'on' : 'off'}${mp.announce.length > 0 ? `, announces ${mp.announce.map(announceText).join(', ')}` : ''}${mp.checksum ? '; DSS checksums required' : ''}; scheduler ${mp.scheduler ?? 'lowest-rtt'}; congestion ${mp.congestion ?? DEFAULT_MPTCP_CONFIG.congestion}${(mp.backup ?? []).length > 0 ? `; backup ${(mp.backup ?? []).join(', ')}` : ''}`;
     this.description = `user (mptun ${mp ? 'MPTCP' : 'TCP'} on TUN ${tun.name}${o.offload ? ' with offload' : ''}, ${addrs}${mpText})`;
   }
 
@@ -158,6 +165,7 @@ class UserStack implements PerfStack {
     const mp = this.o.mptcp;
     return {
       ...(mp?.scheduler === undefined ? {} : { scheduler: mp.scheduler }),
+      ...(mp?.congestion === undefined ? {} : { congestion: mp.congestion }),
       ...(mp?.backup === undefined ? {} : { backupAddresses: mp.backup.map((a) => parseAddress(a)) }),
     };
   }
