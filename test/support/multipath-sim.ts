@@ -400,7 +400,14 @@ export interface SimultCaseResult {
 export async function runSimultCase(
   c: SimultCase,
   direction: 'upload' | 'download',
-  options: { seed?: number; mode?: 'direct' | 'lb'; size?: number; queuePackets?: number } = {},
+  options: {
+    seed?: number;
+    mode?: 'direct' | 'lb';
+    size?: number;
+    queuePackets?: number;
+    /** MPTCP settings for both ends (congestion control, scheduler...). */
+    mptcp?: Partial<MptcpConfig>;
+  } = {},
 ): Promise<SimultCaseResult> {
   const size = options.size ?? SIMULT_LARGE;
   const mode = options.mode ?? 'direct';
@@ -411,6 +418,7 @@ export async function runSimultCase(
       { rateMbit: c.rates[0], delayMs: c.delays[0], queuePackets: options.queuePackets ?? 1000 },
       { rateMbit: c.rates[1], delayMs: c.delays[1], queuePackets: options.queuePackets ?? 1000 },
     ],
+    ...(options.mptcp === undefined ? {} : { mptcp: options.mptcp }),
   });
   const large = patternBytes(1, size);
   const small = patternBytes(2, SIMULT_SMALL);
