@@ -12,7 +12,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseAddress } from '../src/stack/iface/address.js';
-import { MP_CLIENT_ADDRS, MultipathSim, patternBytes, simultTransfer } from './support/multipath-sim.js';
+import {
+  MP_CLIENT_ADDRS,
+  MP_UNIQUE,
+  MultipathSim,
+  patternBytes,
+  simultTransfer,
+} from './support/multipath-sim.js';
 import { bulkGoodput, HETEROGENEOUS_CASES, LOSSY_PATHS, requestResponse } from './support/sched-sim.js';
 
 /** 3 MiB: long enough for the 200 ms path to leave slow start (2 MiB is not, worse path first). */
@@ -109,6 +115,26 @@ describe('backup subflows (must-show 5, simulator part)', () => {
       assert.equal(r.mib.client.backupTakeover, undefined);
     });
   }
+
+  it('a backup address of the server (lb mode, its unique address): MP_PRIO on the joins to it, no data there', async () => {
+    const sim = new MultipathSim({
+      seed: 25,
+      mode: 'lb',
+      paths: [
+        { rateMbit: 10, delayMs: 10 },
+        { rateMbit: 10, delayMs: 5 },
+      ],
+      mptcp: { backupAddresses: [parseAddress(MP_UNIQUE)] },
+    });
+    const r = await simultTransfer(sim, patternBytes(25, 1 << 20), patternBytes(26, 1 << 20), 60_000);
+    assert.equal(r.clientToServer.receivedSha256, r.clientToServer.sentSha256);
+    assert.equal(r.serverToClient.receivedSha256, r.serverToClient.sentSha256);
+    const joins = r.subflows.filter((s) => s.role === 'join');
+    assert.equal(joins.length, 4, 'two joins to the unique address, seen from both ends');
+    for (const s of joins) assert.equal(s.bytesSent, 0, `${s.side} ${s.local} sent ${s.bytesSent}`);
+    assert.equal(r.mib.server.MPPrioTx, 2);
+    assert.equal(r.mib.client.MPPrioRx, 2);
+  });
 
   it('lowest-rtt: the regular path dies mid-transfer, the backup takes over, SHA-256 equal', async () => {
     const sim = new MultipathSim(options(23));
