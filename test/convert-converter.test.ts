@@ -197,3 +197,31 @@ test('connect errors map to Error TLV codes', () => {
   assert.equal(connectErrorCode(e('ENETUNREACH')), ConvertError.DestinationUnreachable);
   assert.equal(connectErrorCode(e('EMFILE')), ConvertError.NetworkFailure);
 });
+
+test('a request still being read when the server destroys the connection (drain ran out) settles at once', async () => {
+  let outcome: Promise<ConvertOutcome> | undefined;
+  let front: Socket | undefined;
+  const arrived = new Promise<void>((resolve) => {
+    void listen((f) => {
+      front = f;
+      outcome = acceptConvert(f, {
+        allow: new Allowlist([]),
+        headerTimeoutMs: 60_000,
+        connectTimeoutMs: 5000,
+        log,
+      });
+      f.once('data', () => resolve());
+    }).then((port) => {
+      const c = connect({ host: '127.0.0.1', port });
+      c.on('error', () => undefined);
+      c.write(Buffer.from('0106', 'hex'));
+    });
+  });
+  await arrived;
+  front?.destroy();
+  assert.deepEqual(await outcome, {
+    ok: false,
+    code: undefined,
+    reason: 'closed before a whole Convert message',
+  });
+});

@@ -66,6 +66,7 @@ function readConvertMessage(front: Duplex, timeoutMs: number): Promise<ReadResul
       front.off('data', onData);
       front.off('end', onEnd);
       front.off('error', onError);
+      front.off('close', onClose);
       front.pause();
       if (rest !== undefined && rest.length > 0) front.unshift(rest);
       resolve(r);
@@ -84,6 +85,8 @@ function readConvertMessage(front: Duplex, timeoutMs: number): Promise<ReadResul
     const onEnd = () =>
       done({ ok: false, reason: `the client ended after ${buf.length} bytes of a Convert message` });
     const onError = (err: Error) => done({ ok: false, reason: `client error: ${err.message}` });
+    // Destroyed here (a drain that ran out): no 'end' or 'error' comes.
+    const onClose = () => done({ ok: false, reason: 'closed before a whole Convert message' });
     const timer = setTimeout(
       () =>
         done({ ok: false, reason: `no whole Convert message within ${timeoutMs} ms (${buf.length} bytes)` }),
@@ -92,6 +95,7 @@ function readConvertMessage(front: Duplex, timeoutMs: number): Promise<ReadResul
     front.on('data', onData);
     front.once('end', onEnd);
     front.once('error', onError);
+    front.once('close', onClose);
   });
 }
 
