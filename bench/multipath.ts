@@ -17,6 +17,7 @@ import {
   type SimultCaseResult,
 } from '../test/support/multipath-sim.js';
 import type { BenchOptions, BenchRow } from './harness.js';
+import { coupledCcRows } from './multipath-cc.js';
 
 function row(r: SimultCaseResult): BenchRow {
   const sender = r.direction === 'upload' ? 'client' : 'server';
@@ -65,5 +66,7 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
     if (!r.shaEqual) throw new Error(`multipath bench: ${c.name} q100: SHA-256 differs`);
     rows.push(row(r));
   }
+  // Coupled congestion control: the shared bottleneck's shares, heterogeneous paths' goodput.
+  rows.push(...(await coupledCcRows(opts)));
   return rows;
 }
