@@ -96,7 +96,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     await writeState(o.stateDir, { version: 1, plan, vipRoute: 'ecmp', createdAt: new Date().toISOString() });
     o.print('testbed: up');
     check(o.signal);
-    return await measure(o, plan, procs);
+    try {
+      return await measure(o, plan, procs);
+    } catch (err) {
+      // A wait cut short by Ctrl-C rejects with the signal's AbortError: that is the interruption.
+      if (o.signal.aborted) throw new DemoAborted();
+      throw err;
+    }
   } finally {
     // testbedUp removes what it made when it fails, and refuses a prefix in use without touching
     // it: only a testbed this run built is ours to take down.
