@@ -205,3 +205,25 @@ test('config-file API: load checks kinds, merge keeps flags that are set', () =>
     listen: [6],
   });
 });
+
+test('mptun server --config with a bad value: exit 2 before anything starts, naming the key', async () => {
+  const { main } = await import('../src/proxy/cli.js');
+  const bad = file(
+    'bad-value.yaml',
+    'tun: t\nvip: 10.0.0.1\nlisten: [5001]\nbackend: [h:1]\ndrain-timeout: -3',
+  );
+  let stderr = '';
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  }) as typeof process.stderr.write;
+  let status: number;
+  try {
+    status = await main(['server', '--config', bad]);
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.equal(status, 2, stderr);
+  assert.match(stderr, /--drain-timeout must be 0-3600 seconds/);
+});
