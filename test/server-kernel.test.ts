@@ -214,16 +214,20 @@ test('SIGTERM drains: no new connections, an open one finishes, one that never e
     startClient(lab, t.cli, { host: VIP, port: 5002, bytes: size, seed, hold: true, timeout: 30 });
   const finishing = held(44);
   const stuck = held(45);
+  // The late client is started (python takes seconds on a loaded machine) before the drain's
+  // 5 s run; it connects when told to on stdin.
+  const late = start(lab, t.cli, 'python3', [
+    '-c',
+    'import socket,sys\nprint("ready", flush=True)\nsys.stdin.readline()\ntry:\n  socket.create_connection((sys.argv[1], 5002), 5)\nexcept ConnectionRefusedError:\n  print("refused")',
+    VIP,
+  ]);
+  await late.waitFor(/^ready$/m);
   await finishing.step('holding', 0);
   await stuck.step('holding', 0);
   mptun.child.kill('SIGTERM');
   await mptun.waitFor(/"open":2,"drainMs":5000,"msg":"server: draining"/);
   // The listeners are closed: a new connection is refused.
-  const late = start(lab, t.cli, 'python3', [
-    '-c',
-    'import socket,sys\ntry:\n  socket.create_connection((sys.argv[1], 5002), 5)\nexcept ConnectionRefusedError:\n  print("refused")',
-    VIP,
-  ]);
+  late.child.stdin?.write('go\n');
   await late.waitFor(/^refused$/m);
   finishing.release();
   await finishing.done(20_000);
