@@ -198,10 +198,10 @@ export class TcpSocket extends Duplex {
       this.destroy(this.errorFor(code));
       return;
     }
-    if (!this.readEnded) {
-      this.readEnded = true;
-      this.push(null);
-    }
+    // A clean close ends the stream, but only after the bytes a reader that applies backpressure
+    // has not taken yet: pull() pushes them as it asks, then the end.
+    this.peerFin = true;
+    this.pull();
   }
 
   // ------------------------------------------------------------ helpers
