@@ -116,6 +116,29 @@ describe('backup subflows (must-show 5, simulator part)', () => {
     });
   }
 
+  it("the initial subflow's address as the backup: MP_PRIO once connected; it carries data only until the join is up", async () => {
+    const sim = new MultipathSim({
+      seed: 27,
+      paths: [
+        { rateMbit: 10, delayMs: 5 },
+        { rateMbit: 10, delayMs: 10 },
+      ],
+      mptcp: { backupAddresses: [parseAddress(MP_CLIENT_ADDRS[0])] },
+    });
+    const size = 1 << 20;
+    const r = await simultTransfer(sim, patternBytes(27, size), patternBytes(28, size), 60_000);
+    assert.equal(r.clientToServer.receivedSha256, r.clientToServer.sentSha256);
+    assert.equal(r.serverToClient.receivedSha256, r.serverToClient.sentSha256);
+    assert.equal(r.mib.client.MPPrioTx, 1);
+    assert.equal(r.mib.server.MPPrioRx, 1);
+    for (const side of ['client', 'server'] as const) {
+      const sent = (path: number) =>
+        r.subflows.filter((s) => s.side === side && s.path === path).reduce((n, s) => n + s.bytesSent, 0);
+      // Before the join exists the backup is the only subflow, so it starts the transfer.
+      assert.ok(sent(1) > size * 0.75, `${side}: join ${sent(1)}, initial (backup) ${sent(0)}`);
+    }
+  });
+
   it('a backup address of the server (lb mode, its unique address): MP_PRIO on the joins to it, no data there', async () => {
     const sim = new MultipathSim({
       seed: 25,
