@@ -44,7 +44,8 @@ export interface ServerSummary {
 interface Active {
   id: number;
   socket: TcpSocket;
-  bridge: Bridge;
+  /** The bridge, or while a converter request is read, what ends it. */
+  bridge: Pick<Bridge, 'done' | 'abort'>;
 }
 
 function hostRoute(address: string): string {
@@ -212,8 +213,11 @@ export class MptunServer {
     const pending = new Promise<void>((resolve) => {
       settle = resolve;
     });
-    const placeholder = { done: pending.then(() => 'ok' as const), abort: () => socket.destroy() };
-    this.active.set(id, { id, socket, bridge: placeholder as unknown as Bridge });
+    this.active.set(id, {
+      id,
+      socket,
+      bridge: { done: pending.then(() => 'ok' as const), abort: () => socket.destroy() },
+    });
     void acceptConvert(socket, {
       allow,
       key: converter.key,
