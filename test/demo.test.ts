@@ -30,7 +30,7 @@ function runDemo(args: string[]): Promise<{ code: number | null; out: string; er
   child.stderr.setEncoding('utf8').on('data', (d: string) => {
     err += d;
   });
-  const guard = setTimeout(() => child.kill('SIGKILL'), 58_000);
+  const guard = setTimeout(() => child.kill('SIGKILL'), 110_000);
   return new Promise((resolve) => {
     child.once('close', (code) => {
       clearTimeout(guard);

@@ -46,6 +46,9 @@ export interface DemoOptions {
   signal: AbortSignal;
 }
 
+/** Seconds past its length after which an iperf3 run counts as stalled and is stopped. */
+const IPERF_GRACE_SEC = 15;
+
 /** Ports of the two backend iperf3 servers on app (one test at a time each). */
 export const DEMO_PORTS = [5201, 5202] as const;
 
@@ -194,7 +197,7 @@ async function measure(o: DemoOptions, plan: TestbedPlan, procs: NsProcess[]): P
         ]),
       )
     : undefined;
-  await Promise.all(servers.map((s) => s.waitFor(/"msg":"server: listening"/, 30_000, o.signal)));
+  await Promise.all(servers.map((s) => s.waitFor(/"msg":"server: listening"/, 60_000, o.signal)));
   o.print(
     `servers: mptun server on s1 (${plan.servers[0].unique.v4}) and s2 (${plan.servers[1].unique.v4}), VIP ${vip}, backends iperf3 -s on app ${plan.app.v4}:${DEMO_PORTS.join(',')}`,
   );
@@ -212,9 +215,21 @@ async function measure(o: DemoOptions, plan: TestbedPlan, procs: NsProcess[]): P
         ...args,
       ]),
     );
-    const exit = await p.done(o.signal);
+    // A transfer that stalls (iperf3 itself waits minutes) is stopped and reported as such.
+    let stalled = false;
+    const deadline = setTimeout(
+      () => {
+        stalled = true;
+        void p.stop();
+      },
+      (seconds + IPERF_GRACE_SEC) * 1000,
+    );
+    const exit = await p.done(o.signal).finally(() => clearTimeout(deadline));
     check(o.signal);
-    return parseIperf(p.stdout, exit.code);
+    const r = parseIperf(p.stdout, exit.code);
+    if (!stalled) return r;
+    const why = `stopped: not done ${IPERF_GRACE_SEC} s after its ${seconds} s`;
+    return { ...r, ok: false, error: r.error === undefined ? why : `${why} (${r.error})` };
   };
 
   const p1 = plan.paths[0].cli.v4;
@@ -232,7 +247,7 @@ async function measure(o: DemoOptions, plan: TestbedPlan, procs: NsProcess[]): P
     flip = { unavailable: why };
     o.print(`run 2: skipped: ${why}`);
   } else {
-    await client.waitFor(/"msg":"client: intercepting"/, 30_000, o.signal);
+    await client.waitFor(/"msg":"client: intercepting"/, 60_000, o.signal);
     o.print(`client: mptun client on cli intercepting ${vip}/32, paths p1 and p2`);
     o.print(`run 2: iperf3 -c ${vip} through mptun client (paths p1 and p2), ${o.seconds} s`);
     mptun = await iperf('iperf3 (mptun)', ['-p', String(DEMO_PORTS[0])], o.seconds);
