@@ -318,6 +318,9 @@ export class PathManager {
         } else continue;
       }
       if (now < p.at || !this.isUp(p.local)) continue;
+      // Only beside a subflow that still works (stale or not): once every established subflow
+      // has gone, so has the connection (a join then would keep a dead one alive).
+      if (!conn.subflows.some((s) => s.fullyEstablished && !s.closed && s !== p.subflow)) continue;
       if (conn.subflows.length >= conn.config.maxSubflows) {
         p.at = now + backoff(p.failures);
         continue;
