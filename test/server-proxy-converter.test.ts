@@ -148,8 +148,9 @@ after(async () => {
   await nginx.done(10_000);
 });
 
-test('PROXY v2: nginx sees the real client address of the MPTCP connection', async () => {
+test('PROXY v2: nginx sees the real client address of the MPTCP connection', async (ctx) => {
   const r = await client('http', VIP, '5001');
+  ctx.diagnostic(`client ${r.local}; nginx answered: ${r.text.split('\r\n').at(-1)?.trim()}`);
   assert.match(r.text, /^HTTP\/1\.1 200/);
   const m = /client=([^:]+):(\d+) server=([^:]+):(\d+) peer=(\S+)/.exec(r.text);
   assert.ok(m, r.text);
@@ -159,8 +160,9 @@ test('PROXY v2: nginx sees the real client address of the MPTCP connection', asy
   assert.equal(m[5], '127.0.0.1', 'the TCP peer nginx sees is mptun');
 });
 
-test('converter: an allowed destination is connected, early data goes through, PROXY v2 names the client', async () => {
+test('converter: an allowed destination is connected, early data goes through, PROXY v2 names the client', async (ctx) => {
   const r = await client('convert', VIP, '5124', '127.0.0.1', String(NGINX_PORT));
+  ctx.diagnostic(`reply header ${r.hex.slice(0, 8)}; nginx answered: ${r.text.split('\r\n').at(-1)?.trim()}`);
   assert.equal(r.hex.slice(0, 8), '01010000', 'a bare Convert header: connected');
   assert.match(r.text.slice(4), /^HTTP\/1\.1 200/);
   assert.match(
@@ -169,13 +171,14 @@ test('converter: an allowed destination is connected, early data goes through, P
   );
 });
 
-test('converter: a destination outside the allowlist gets Error TLV 32 and is never connected', async () => {
+test('converter: a destination outside the allowlist gets Error TLV 32 and is never connected', async (ctx) => {
   const before = lab.exec(t.srv, 'ss', '-Htn', 'state', 'all');
   for (const [host, port] of [
     ['127.0.0.1', '22'],
     ['10.50.1.1', String(NGINX_PORT)],
   ] as const) {
     const r = await client('convert', VIP, '5124', host, port);
+    ctx.diagnostic(`Connect ${host}:${port} answered ${r.hex}`);
     assert.equal(r.hex, '010200001e012000', `${host}:${port} refused: not authorized`);
   }
   assert.doesNotMatch(lab.exec(t.srv, 'ss', '-Htn', 'state', 'all'), /127\.0\.0\.1:22\b/, before);
@@ -191,7 +194,7 @@ test('converter: an allowed port with nothing listening gets 96, garbage gets 1'
   assert.equal(g.hex, '010200001e010100', 'malformed message');
 });
 
-test('SIGTERM: clean exit; the --pcap file holds our MPTCP options, read by tshark', async () => {
+test('SIGTERM: clean exit; the --pcap file holds our MPTCP options, read by tshark', async (ctx) => {
   mptun.child.kill('SIGTERM');
   const { code } = await mptun.done(20_000);
   assert.equal(code, 0, mptun.stderr());
@@ -207,6 +210,9 @@ test('SIGTERM: clean exit; the --pcap file holds our MPTCP options, read by tsha
     );
   const sent = subtypes(true);
   const received = subtypes(false);
+  ctx.diagnostic(
+    `pcap: ${rows.length} packets with MPTCP options; subtypes sent ${[...sent]}, received ${[...received]}`,
+  );
   // MP_CAPABLE (0), DSS (2) and ADD_ADDR (3) from us; MP_CAPABLE, MP_JOIN (1) and DSS from the kernel.
   for (const st of ['0', '2', '3']) assert.ok(sent.has(st), `sent subtype ${st}: ${[...sent]}`);
   for (const st of ['0', '2']) assert.ok(received.has(st), `received subtype ${st}: ${[...received]}`);
