@@ -200,6 +200,11 @@ test('SIGTERM: clean exit; the --pcap file holds our MPTCP options, read by tsha
   assert.equal(code, 0, mptun.stderr());
   assert.match(mptun.stderr(), /"refused":4,.*"msg":"server: stopped"/);
   assert.doesNotMatch(lab.exec(t.srv, 'ip', 'link', 'show'), new RegExp(TUN));
+  assert.doesNotMatch(
+    lab.exec(t.srv, 'ip', 'route', 'show'),
+    /10\.52\.[12]\.2/,
+    'no route of the server left',
+  );
   const rows = await tsharkFields(PCAP, 'tcp.options.mptcp.subtype', ['ip.src', 'tcp.options.mptcp.subtype']);
   const ours = (src: string) => src === VIP || src === UNIQUE;
   const subtypes = (mine: boolean) =>
