@@ -5,10 +5,30 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
+import { main } from '../src/proxy/cli.js';
 import { cidrContains, parseCidr, validateClientFlags } from '../src/proxy/client/config.js';
 
 function mptun(...args: string[]) {
   return spawnSync(process.execPath, ['bin/mptun.js', 'client', ...args], { encoding: 'utf8' });
+}
+
+/**
+ * `main(['client', ...args])` in this process, with what it wrote to stderr: only for argv that
+ * fails validation, so no handler runs (a process per case costs seconds on a loaded machine).
+ */
+async function inProcess(args: readonly string[]): Promise<{ status: number; stderr: string }> {
+  let stderr = '';
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    const status = await main(['client', ...args]);
+    return { status, stderr };
+  } finally {
+    process.stderr.write = write;
+  }
 }
 
 const BASE = ['--tun', 'ptun0', '--intercept', '10.100.0.100/32'];
@@ -68,13 +88,19 @@ for (const [args, message] of [
   ],
   [[...BASE, '--path', 'eth0', '--bogus'], /Unknown argument: bogus/],
 ] as const) {
-  test(`exit 2: ${args.join(' ')}`, () => {
-    const r = mptun(...args);
+  test(`exit 2: ${args.join(' ')}`, async () => {
+    const r = await inProcess(args);
     assert.equal(r.status, 2, r.stderr);
     assert.match(r.stderr, message);
     assert.match(r.stderr, /Run 'mptun client --help' for usage/);
   });
 }
+
+test('the real binary exits 2 too, naming the fix', () => {
+  const r = mptun('--tun', 'ptun0', '--path', 'eth0');
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /--intercept CIDR is required/);
+});
 
 test('the typed config: default path addresses, gateways, tables, timeouts', () => {
   const r = validateClientFlags({
