@@ -10,7 +10,7 @@
  * figures over longer runs, against a CUBIC flow too.
  *
  * Why the random loss: with tail drops alone the shares swing with the phase of the flows
- * (0.34-0.69 over small changes of RTT, MTU or jitter in 12-s runs), a property of a drop-tail
+ * (0.34-0.69 over small changes of RTT, MTU or jitter in 10-s runs), a property of a drop-tail
  * queue rather than of the controllers; a little random loss gives each packet the same loss
  * probability, the setting the algorithms' fairness is derived for.
  */

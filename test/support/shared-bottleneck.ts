@@ -174,8 +174,8 @@ export const SHARED_BOTTLENECK_DEFAULTS = {
   rateMbit: 50,
   rttMs: 20,
   drop: 0.001,
-  durationMs: 12_000,
-  warmupMs: 2_000,
+  durationMs: 16_000,
+  warmupMs: 4_000,
 } as const;
 
 /**
