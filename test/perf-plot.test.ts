@@ -204,6 +204,8 @@ test('live progress: one line rewritten in place, other lines below it, cut to t
   const narrow = run(60).split('\r\x1b[2K');
   assert.equal(narrow.length, 3);
   assert.equal(narrow[2], `${second.slice(0, 58)}…\nsummary\n`);
+  // A terminal of unknown width (0 columns): 80.
+  assert.equal(run(0).split('\r\x1b[2K')[2], `${second.slice(0, 78)}…\nsummary\n`);
 });
 
 const CLIENT_ADDRS = ['10.72.1.1', '10.72.2.1'] as const;

@@ -50,7 +50,9 @@ export class LiveProgress {
   /** One interval report (the session's JSON object): rewrites the status line. */
   update(interval: Json): void {
     this.total += num(((interval['sum'] ?? {}) as Json)['bytes']);
-    const width = Math.max(20, this.columns() - 1);
+    // A terminal that does not say its width (0 columns, as under `script`) gets 80.
+    const columns = this.columns();
+    const width = Math.max(20, (columns > 0 ? columns : 80) - 1);
     const text = progressText(interval, this.total);
     this.write(`\r\x1b[2K${text.length > width ? `${text.slice(0, width - 1)}…` : text}`);
     this.shown = true;
