@@ -113,13 +113,9 @@ export class ClientPlumbing {
       this.report.rules.push(rule.join(' '));
     }
     const table = nftTableName(tun);
-    let exists = true;
-    try {
-      nft('list', 'table', 'ip', table);
-    } catch {
-      // `nft list` fails exactly when the table is absent: the case we want.
-      exists = false;
-    }
+    const exists = nft('list', 'tables', 'ip')
+      .split('\n')
+      .some((l) => l.trim() === `table ip ${table}`);
     if (exists)
       throw new HostCommandError(
         `nftables table ip ${table} exists already: is another mptun client running on ${tun}? If not, remove it: nft delete table ip ${table}`,
