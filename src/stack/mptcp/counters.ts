@@ -206,6 +206,15 @@ export const MPTCP_COUNTER_NAMES = [
   'staleSubflowsReplaced',
   /** The DATA_ACK stalled for a data-level RTO: the oldest data was reinjected. */
   'dataRtoFired',
+  /**
+   * Opportunistic retransmission (head-of-line blocking): the peer's data-level window was full,
+   * its oldest byte held by a slower subflow, and that data went again on a faster subflow with
+   * room (mappings, and their bytes; the bytes are in reinjectedBytes too).
+   */
+  'opportunisticRetrans',
+  'opportunisticRetransBytes',
+  /** That slower subflow's congestion window was cut for it (at most once per its RTT). */
+  'holPenalties',
   /** Redundant scheduler: copies given to a further subflow (mappings), and their bytes. */
   'redundantCopies',
   'redundantBytes',

@@ -99,6 +99,10 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   private readonly txChecksums = new Map<number, number>();
   /** Takes this subflow's controller out of its connection's coupled group (coupled-cc.ts). */
   private releaseCongestion: (() => void) | undefined;
+  /** Its TCP connection's congestion controller (the connection cuts it for head-of-line blocking). */
+  congestion: CongestionControl | undefined;
+  /** When the connection last cut its window for head-of-line blocking (ms). */
+  holPenalizedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly mp: MptcpConnection,
@@ -146,7 +150,10 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
       () => !this.closed && !this.stale && this.canCarryData(),
     );
     this.releaseCongestion = release;
-    return factory;
+    return (mss) => {
+      this.congestion = factory(mss);
+      return this.congestion;
+    };
   }
 
   /** The iface placed the subflow's TCP connection. */
