@@ -154,11 +154,18 @@ test('failover: a link down mid-transfer, then back; an address marked down, the
   assert.equal(srvDone.code, 0, server.stderr());
   const serverMib = JSON.parse(/^done (.*)$/m.exec(server.stdout())![1]!) as Record<string, number>;
   const clientMib = JSON.parse(/^done (.*)$/m.exec(client.stdout())![1]!) as Record<string, number>;
-  const report = `${Math.round((Date.now() - t0) / 1000)} s in all; largest gap in delivered bytes ${Math.round(r.maxGapMs)} ms (ended ${r.gapEndAt - downAt} ms after the link went down); client ${JSON.stringify(clientMib)}; server RmAddr ${serverMib.RmAddr}`;
+  // The stall the link's failure caused: the largest gap that ended while it was down or soon after.
+  const gaps = [...server.stdout().matchAll(/^gap (\d+) (\d+)$/gm)].map((g) => ({
+    ms: Number(g[1]),
+    end: Number(g[2]),
+  }));
+  const stall = Math.max(0, ...gaps.filter((g) => g.end >= downAt && g.end <= upAt + 1000).map((g) => g.ms));
+  const report = `${Math.round((Date.now() - t0) / 1000)} s in all; stall at the link's failure ${stall} ms; largest gap in delivered bytes ${Math.round(r.maxGapMs)} ms (ended ${r.gapEndAt - downAt} ms after the link went down); client ${JSON.stringify(clientMib)}; server RmAddr ${serverMib.RmAddr}`;
   t.diagnostic(report);
   assert.equal(r.bytes, size);
   assert.equal(r.sha256, labSha256(seed, size));
   assert.equal(serverMib.RmAddr, 1, report);
   // Generous guard on a noisy 2-core machine (the figure is in the report; the goal is 300 ms).
-  assert.ok(r.maxGapMs < 1500, report);
+  assert.ok(stall < 1500, report);
+  assert.ok(r.maxGapMs < 2000, report);
 });

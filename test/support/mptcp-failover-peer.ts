@@ -7,7 +7,8 @@
  *       Listens with MPTCP on every --addr (no C flag: the client joins the initial address from
  *       its other one), receives one connection until EOF, then closes. Prints
  *       `result {JSON}`: bytes, SHA-256, and the largest gap between two arrivals of new bytes
- *       (wall-clock ms; `gapEndAt` is Date.now() when it ended). The stack stays until stdin
+ *       (wall-clock ms; `gapEndAt` is Date.now() when it ended); `gap MS END` for each gap of
+ *       50 ms or more as it ends (END = Date.now()). The stack stays until stdin
  *       closes (at most 10 s more), so the client's last segments are still answered.
  *   client --tun T --addr A [--addr B] --host H --port P --local A --bytes N --seed S
  *          [--tick MS] [--timeout SEC]
@@ -117,6 +118,7 @@ async function server(): Promise<void> {
         maxGapMs = now - last;
         gapEndAt = Date.now();
       }
+      if (last !== undefined && now - last >= 50) say('gap', Math.round(now - last), Date.now());
       last = now;
       hash.update(d);
       bytes += d.length;
