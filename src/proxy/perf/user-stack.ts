@@ -150,7 +150,7 @@ class UserStack implements PerfStack {
     const mpText =
       mp === undefined
         ? ''
-        : `; listeners: C flag ${mp.cFlag ? 'on' : 'off'}${mp.announce.length > 0 ? `, announces ${mp.announce.map(announceText).join(', ')}` : ''}${mp.checksum ? '; DSS checksums required' : ''}; scheduler ${mp.scheduler ?? 'lowest-rtt'}; congestion ${mp.congestion ?? DEFAULT_MPTCP_CONFIG.congestion}${(mp.backup ?? []).length > 0 ? `; backup ${(mp.backup ?? []).join(', ')}` : ''}`;
+        : `; listeners: C flag ${mp.cFlag ? 'on' : 'off'}${mp.announce.length > 0 ? `, announces ${mp.announce.map(announceText).join(', ')}` : ''}${mp.checksum ? '; DSS checksums required' : ''}; scheduler ${mp.scheduler ?? 'lowest-rtt'}${(mp.backup ?? []).length > 0 ? `; backup ${(mp.backup ?? []).join(', ')}` : ''}; congestion ${mp.congestion ?? DEFAULT_MPTCP_CONFIG.congestion}`;
     this.description = `user (mptun ${mp ? 'MPTCP' : 'TCP'} on TUN ${tun.name}${o.offload ? ' with offload' : ''}, ${addrs}${mpText})`;
   }
 
