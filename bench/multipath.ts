@@ -1,7 +1,7 @@
 /**
  * The kernel's simult_flows.sh matrix over the deterministic two-path simulator
  * (test/support/multipath-sim.ts): our client and server stacks, our default (lowest-RTT
- * scheduler, uncoupled CUBIC), 16 MiB one way and 80 KiB the other at once, SHA-256 checked.
+ * scheduler, coupled OLIA), 16 MiB one way and 80 KiB the other at once, SHA-256 checked.
  * Each figure is simulated ms until both ends hold everything, beside simult_flows.sh's pass
  * limit (size·8·10/(9·(r1+r2)) ms + 450 ms); the ratio below 1.00x is a pass. Simulated time
  * does not depend on the machine: the figures are exact for a given commit.

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect, createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { ManualScheduler, RealScheduler } from '../src/stack/device/clock.js';
 import { SeededRandom } from '../src/stack/device/prng.js';
@@ -92,6 +93,40 @@ test('real scheduler runs timers at about their time and cancels', async () => {
   });
   assert.deepEqual(order, ['due', 'later']);
   assert.ok(clock.now() - start >= 19, `timer fired after ${clock.now() - start} ms`);
+});
+
+test('RealScheduler: input that arrived while the process was busy is read before a timer that fell due meanwhile', async () => {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+  const client = connect(port, '127.0.0.1');
+  await new Promise<void>((resolve) => client.once('connect', resolve));
+  const peer = await accepted;
+  try {
+    const clock = new RealScheduler();
+    const order: string[] = [];
+    const both = new Promise<void>((resolve) => {
+      peer.once('data', () => {
+        order.push('input');
+        if (order.length === 2) resolve();
+      });
+      clock.setTimer(clock.now() + 5, () => {
+        order.push('timer');
+        if (order.length === 2) resolve();
+      });
+    });
+    client.write('x');
+    // The process is busy past the timer's time; the byte is in the kernel's buffer by then.
+    const until = clock.now() + 30;
+    while (clock.now() < until) {}
+    await both;
+    assert.deepEqual(order, ['input', 'timer']);
+  } finally {
+    client.destroy();
+    peer.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
 
 test('PRNG: same seed same stream, streams and seeds differ, roughly uniform', () => {

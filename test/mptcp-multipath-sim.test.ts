@@ -3,7 +3,7 @@
  * path, runs are deterministic, and the kernel's simult_flows.sh matrix runs with SHA-256 equal.
  *
  * simult_flows.sh's pass limit (size·8·10/(9·(r1+r2)) ms + 450 ms) is asserted for every case
- * with our default (lowest-RTT scheduler, uncoupled CUBIC with HyStart++), SHA-256 equal both
+ * with our default (lowest-RTT scheduler, coupled OLIA with HyStart++), SHA-256 equal both
  * ways and both paths used. `npm run bench -- --only multipath` prints each figure beside the limit.
  */
 import assert from 'node:assert/strict';

@@ -120,7 +120,7 @@ function common<T>(y: Argv<T>) {
     .option('congestion', {
       type: 'string',
       describe:
-        "With --mptcp: the subflows' congestion control: 'lia' (RFC 6356), 'olia' or 'balia' (coupled: all subflows together take no more than one TCP flow at a shared bottleneck), or 'cubic' / 'newreno' (uncoupled, per subflow). Default: cubic",
+        "With --mptcp: the subflows' congestion control: 'lia' (RFC 6356), 'olia' or 'balia' (coupled: all subflows together take no more than one TCP flow at a shared bottleneck), or 'cubic' / 'newreno' (uncoupled, per subflow). Default: olia",
     })
     .check((a) => {
       if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) return '--port must be 1-65535';

@@ -39,7 +39,16 @@ export class RealScheduler implements Scheduler {
     };
     const delay = at - this.now();
     // setImmediate for due timers: setTimeout(0) would wait for the next 1 ms timer tick.
-    this.timers.set(id, delay <= 0 ? { immediate: setImmediate(run) } : { timeout: setTimeout(run, delay) });
+    // A timeout runs its callback in the loop's check phase, after the poll phase: when the
+    // process was starved of CPU, packets that arrived meanwhile (the ACK a retransmission timer
+    // waits for) are read first, as a kernel would have, instead of the timer firing on stale state.
+    const deferred = () => {
+      this.timers.set(id, { immediate: setImmediate(run) });
+    };
+    this.timers.set(
+      id,
+      delay <= 0 ? { immediate: setImmediate(run) } : { timeout: setTimeout(deferred, delay) },
+    );
     return id as TimerHandle;
   }
 

@@ -53,7 +53,7 @@ export const DEFAULT_MPTCP_CONFIG: Readonly<MptcpConfig> = Object.freeze({
   cFlag: false,
   announce: [],
   checksum: false,
-  congestion: 'cubic',
+  congestion: 'olia',
   maxSubflows: 8,
   maxAddAddrAccepted: 8,
   addAddrTimeoutMs: 2000,
