@@ -125,8 +125,8 @@ async function kernelRun(env: Env, a: string, b: string, seconds: number): Promi
     'iperf3',
     '-s',
     '-1',
-    '-B',
-    '10.240.1.2',
+    // Not bound (-B) to one address: the kernel answers a join only where a listener takes it,
+    // and a bound one left the baseline on one subflow.
     '-p',
     String(PORT),
     '--forceflush',

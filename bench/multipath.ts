@@ -18,6 +18,7 @@ import {
 } from '../test/support/multipath-sim.js';
 import type { BenchOptions, BenchRow } from './harness.js';
 import { coupledCcRows } from './multipath-cc.js';
+import { schedulerRows } from './multipath-sched.js';
 
 function row(r: SimultCaseResult): BenchRow {
   const sender = r.direction === 'upload' ? 'client' : 'server';
@@ -68,5 +69,6 @@ export async function run(opts: BenchOptions): Promise<BenchRow[]> {
   }
   // Coupled congestion control: the shared bottleneck's shares, heterogeneous paths' goodput.
   rows.push(...(await coupledCcRows(opts)));
+  rows.push(...(await schedulerRows(opts)));
   return rows;
 }

@@ -9,6 +9,7 @@ const SUITES: Record<string, () => Promise<BenchModule>> = {
   tun: () => import('./tun.js'),
   tcp: () => import('./tcp.js'),
   mptcp: () => import('./mptcp.js'),
+  'mptcp-tbf': () => import('./mptcp-tbf.js'),
   multipath: () => import('./multipath.js'),
 };
 
