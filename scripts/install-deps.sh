@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests and benchmarks use (run as root). Idempotent.
 set -euo pipefail
 # mptcpize is its own package (not part of mptcpd): `mptcpize run CMD` makes a plain TCP program use MPTCP.
-pkgs=(iproute2 iputils-ping nftables tshark tcpdump iperf3 mptcpd mptcpize python3 g++ make nginx)
+pkgs=(iproute2 iputils-ping nftables tshark tcpdump iperf3 mptcpd mptcpize python3 g++ make nginx apache2-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
