@@ -10,6 +10,14 @@
  * address when it did not set the C flag). The two sockets are bridged by the server's Bridge
  * (pipeline both ways, half-close, a failure on one side resets the other): if the destination
  * refuses or does not answer, the app's connection is reset.
+ *
+ * Converter mode (--server, RFC 8803): the MPTCP connection goes to the mptun server's converter
+ * port instead, and its first bytes are a Convert request naming the app's original destination
+ * (with the pre-shared key's authentication TLV when --psk-file is given). The converter's reply
+ * is read before any of the app's bytes are passed on: a bare Convert header means connected (the
+ * bytes after it are the destination's), an Error TLV (or a malformed reply) resets the app's
+ * connection, which is what RFC 8803 has the client do, since the app's handshake with our stack
+ * has completed already and the failure can only be reported as a reset.
  */
 import { isIP } from 'node:net';
 import type { Logger } from '../../log.js';
@@ -19,6 +27,7 @@ import { TcpStack } from '../../stack/iface/stack.js';
 import type { TcpServer, TcpSocket } from '../../stack/iface/tcp-socket.js';
 import type { MptcpInfo } from '../../stack/mptcp/connection.js';
 import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
+import { convertRequest, parseConvertReply } from '../convert/client.js';
 import { Bridge } from '../server/bridge.js';
 import { type ClientConfig, cidrContains, cidrText } from './config.js';
 import { ClientPlumbing, checkRoutesWired, resolvePaths } from './plumbing.js';
@@ -36,6 +45,8 @@ export interface ClientSummary {
   refused: number;
   /** Cut when the drain on SIGTERM/SIGINT timed out. */
   aborted: number;
+  /** Converter mode: answered with an Error TLV (or a malformed reply); the app was reset. */
+  convertRefused: number;
 }
 
 interface Active {
@@ -46,6 +57,8 @@ interface Active {
 export class MptunClient {
   private listener: TcpServer | undefined;
   private readonly active = new Map<number, Active>();
+  /** Converter mode: wire sockets still waiting for the converter's reply. */
+  private readonly pending = new Set<TcpSocket>();
   private nextId = 1;
   private closing: Promise<ClientSummary> | undefined;
   readonly summary: ClientSummary = {
@@ -55,6 +68,7 @@ export class MptunClient {
     failed: 0,
     refused: 0,
     aborted: 0,
+    convertRefused: 0,
   };
 
   private constructor(
@@ -89,6 +103,12 @@ export class MptunClient {
           addresses: config.addresses,
           paths: paths.map((p) => `${p.iface} via ${p.gateway} from ${p.address}`),
           ...(plumbing === undefined ? {} : { plumbed: plumbing.report }),
+          ...(config.converter === undefined
+            ? {}
+            : {
+                converter: `${config.converter.server.host}:${config.converter.server.port}`,
+                psk: config.converter.key !== undefined,
+              }),
         },
         'client: intercepting',
       );
@@ -126,6 +146,10 @@ export class MptunClient {
       { app: `${app.remoteAddress}:${app.remotePort}`, dst: `${dst.host}:${dst.port}` },
       'connection intercepted',
     );
+    if (this.config.converter !== undefined) {
+      void this.convert(id, app, dst, log);
+      return;
+    }
     let wire: TcpSocket | undefined;
     const bridge = new Bridge({
       front: app,
@@ -152,6 +176,109 @@ export class MptunClient {
     });
     const w = wire as TcpSocket | undefined;
     if (w === undefined) throw new Error('Bridge did not open the wire side');
+    this.track(id, bridge, w, app, log);
+  }
+
+  /** Opens the wire in its protocol's way for converter mode (see the file's comment). */
+  private openWire(host: string, port: number, log: Logger): TcpSocket {
+    const wire = this.stack.connect({
+      host,
+      port,
+      localAddress: this.config.addresses[0],
+      allowHalfOpen: true,
+      mptcp: { checksum: this.config.checksum },
+    });
+    wire.once('connect', () => {
+      const mp = (wire.info() as { mptcp?: MptcpInfo } | undefined)?.mptcp;
+      const proto = mp === undefined || mp.fallback ? 'fallback' : 'mptcp';
+      if (proto === 'mptcp') this.summary.mptcp++;
+      else this.summary.fallback++;
+      log.info({ local: `${wire.localAddress}:${wire.localPort}`, proto }, 'MPTCP connection open');
+    });
+    return wire;
+  }
+
+  /**
+   * Converter mode: MPTCP to --server, the Convert request first, the reply read before the
+   * bridge starts; on an Error TLV, a malformed reply, a failure or a timeout the app is reset.
+   */
+  private async convert(
+    id: number,
+    app: TcpSocket,
+    dst: { host: string; port: number },
+    log: Logger,
+  ): Promise<void> {
+    const conv = this.config.converter;
+    if (conv === undefined) return;
+    const wire = this.openWire(conv.server.host, conv.server.port, log);
+    this.pending.add(wire);
+    wire.write(convertRequest(dst, { key: conv.key }));
+    const outcome = await new Promise<{ ok: true; rest: Buffer } | { ok: false; reason: string }>(
+      (resolve) => {
+        let buf = Buffer.alloc(0);
+        const timer = setTimeout(
+          () => finish({ ok: false, reason: `no Convert reply within ${this.config.connectTimeoutMs} ms` }),
+          this.config.connectTimeoutMs,
+        );
+        const finish = (r: { ok: true; rest: Buffer } | { ok: false; reason: string }) => {
+          clearTimeout(timer);
+          wire.off('data', onData);
+          wire.off('error', onError);
+          wire.off('end', onEnd);
+          wire.off('close', onClose);
+          app.off('close', onAppClose);
+          app.off('error', onAppError);
+          resolve(r);
+        };
+        const onData = (d: Buffer) => {
+          buf = Buffer.concat([buf, d]);
+          const r = parseConvertReply(buf);
+          if (r.state === 'truncated') return;
+          wire.pause();
+          if (r.state === 'connected') finish({ ok: true, rest: buf.subarray(r.length) });
+          else if (r.state === 'error') {
+            this.summary.convertRefused++;
+            finish({ ok: false, reason: `converter answered Error TLV ${r.code} (${r.name})` });
+          } else {
+            this.summary.convertRefused++;
+            finish({ ok: false, reason: `malformed Convert reply: ${r.reason}` });
+          }
+        };
+        const onError = (err: Error) => finish({ ok: false, reason: err.message });
+        const onEnd = () => finish({ ok: false, reason: 'the converter closed before its reply' });
+        const onClose = () => finish({ ok: false, reason: 'the converter connection closed' });
+        const onAppError = (err: Error) => finish({ ok: false, reason: `app: ${err.message}` });
+        const onAppClose = () => finish({ ok: false, reason: 'the app left before the converter answered' });
+        wire.on('data', onData);
+        wire.once('error', onError);
+        wire.once('end', onEnd);
+        wire.once('close', onClose);
+        app.once('close', onAppClose);
+        app.once('error', onAppError);
+      },
+    );
+    this.pending.delete(wire);
+    if (!outcome.ok || this.closing !== undefined) {
+      const reason = outcome.ok ? 'client shutting down' : outcome.reason;
+      this.summary.failed++;
+      log.warn({ dst: `${dst.host}:${dst.port}`, err: reason }, 'connection failed: converter');
+      app.destroy(); // our stack's TcpSocket resets on destroy
+      wire.destroy();
+      return;
+    }
+    log.info({ dst: `${dst.host}:${dst.port}` }, 'converter connected');
+    if (outcome.rest.length > 0) wire.unshift(outcome.rest);
+    const bridge = new Bridge({
+      front: app,
+      backend: conv.server,
+      connectTimeoutMs: this.config.connectTimeoutMs,
+      log,
+      connected: wire,
+    });
+    this.track(id, bridge, wire, app, log);
+  }
+
+  private track(id: number, bridge: Bridge, w: TcpSocket, app: TcpSocket, log: Logger): void {
     this.active.set(id, { bridge, wire: w });
     // Subflows close with the connection: the most seen at either end of stream is what it used.
     let peak: { subflows: string[]; fallback: boolean } | undefined;
@@ -206,6 +333,7 @@ export class MptunClient {
 
   private async doClose(drainMs: number): Promise<ClientSummary> {
     this.listener?.close();
+    for (const w of this.pending) w.destroy();
     if (this.active.size > 0) {
       this.log.info({ open: this.active.size, drainMs }, 'client: draining');
       let timer: NodeJS.Timeout | undefined;

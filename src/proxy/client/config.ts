@@ -3,6 +3,7 @@
  * starts (no TUN, no stack, no host command), so a bad flag is reported (exit 2) on any host.
  * Every problem is a message that names the fix.
  */
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 
 /** One path of the client: an interface, its gateway, and the stack address that leaves on it. */
@@ -40,6 +41,11 @@ export interface ClientConfig {
   /** Give up opening the MPTCP connection after this long (the app's connection is reset). */
   connectTimeoutMs: number;
   drainTimeoutMs: number;
+  /**
+   * Converter mode (RFC 8803): every connection goes to this mptun server's converter port, with a
+   * Convert request naming the original destination; undefined is transparent mode.
+   */
+  converter?: { server: { host: string; port: number }; key?: Buffer | undefined } | undefined;
 }
 
 /** The flags as yargs hands them over (before validation). */
@@ -56,6 +62,7 @@ export interface ClientFlags {
   'connect-timeout'?: number | undefined;
   'drain-timeout'?: number | undefined;
   server?: string | undefined;
+  'psk-file'?: string | undefined;
 }
 
 export type ClientConfigResult = { config: ClientConfig } | { error: string };
@@ -133,11 +140,8 @@ export function validateClientFlags(f: ClientFlags): ClientConfigResult {
     return {
       error: `--tun '${f.tun}': an interface name is 1-15 characters without '/', ':', '=' or spaces`,
     };
-  if (f.server !== undefined)
-    return {
-      error:
-        '--server (converter mode, RFC 8803) is not there yet: leave it out for transparent mode, where the intercepted destination itself must speak MPTCP',
-    };
+  const converter = parseConverterFlags(f);
+  if (converter !== undefined && 'error' in converter) return converter;
   const intercept: Cidr[] = [];
   for (const text of f.intercept ?? []) {
     const c = parseCidr(text);
@@ -205,7 +209,7 @@ export function validateClientFlags(f: ClientFlags): ClientConfigResult {
     return { error: `--tun-addr '${tunAddress}': not an IPv4 address (--tun-addr 100.64.0.1)` };
   if (addresses.includes(tunAddress))
     return { error: `--tun-addr ${tunAddress} is also a stack address; the TUN's own address must differ` };
-  for (const a of [...addresses, tunAddress]) {
+  for (const a of [...addresses, tunAddress, ...(converter === undefined ? [] : [converter.server.host])]) {
     const hit = intercept.find((c) => cidrContains(c, a));
     if (hit !== undefined)
       return {
@@ -240,6 +244,38 @@ export function validateClientFlags(f: ClientFlags): ClientConfigResult {
       checksum: f.checksum ?? false,
       connectTimeoutMs: connectTimeout * 1000,
       drainTimeoutMs: drain * 1000,
+      converter,
     },
   };
+}
+
+/** --server HOST:PORT and --psk-file: converter mode, or undefined (transparent mode). */
+function parseConverterFlags(
+  f: ClientFlags,
+): { server: { host: string; port: number }; key?: Buffer | undefined } | { error: string } | undefined {
+  if (f.server === undefined) {
+    if (f['psk-file'] !== undefined)
+      return { error: '--psk-file is for converter mode; add --server IP:PORT (or drop --psk-file)' };
+    return undefined;
+  }
+  const m = /^([0-9.]+):(\d{1,5})$/.exec(f.server);
+  const port = Number(m?.[2]);
+  if (m === null || isIP(m[1] ?? '') !== 4 || !(port >= 1 && port <= 65535))
+    return {
+      error: `--server '${f.server}': give the mptun server's converter as IPv4:PORT, e.g. --server 10.99.0.1:5124`,
+    };
+  let key: Buffer | undefined;
+  const keyFile = f['psk-file'];
+  if (keyFile !== undefined) {
+    try {
+      key = Buffer.from(readFileSync(keyFile, 'utf8').trim(), 'utf8');
+    } catch (err) {
+      return {
+        error: `--psk-file ${keyFile}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the file holding the server's pre-shared key`,
+      };
+    }
+    if (key.length < 16)
+      return { error: `--psk-file ${keyFile}: the key is ${key.length} bytes; the server wants at least 16` };
+  }
+  return { server: { host: m[1] ?? '', port }, key };
 }

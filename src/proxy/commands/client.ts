@@ -22,11 +22,18 @@ export const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
           'path (a private stack address, a policy routing table via its gateway, nftables masquerade) and removes\n' +
           'all of it on exit; with --no-routes it uses --addr addresses someone else routed. SIGTERM/SIGINT: stop\n' +
           'intercepting, drain, close, remove what it added.\n\n' +
-          'Not yet: converter mode (--server HOST:PORT, RFC 8803), IPv6 interception.',
+          'Converter mode (--server IP:PORT, RFC 8803): each connection goes over MPTCP to that mptun server\n' +
+          "(started with --converter PORT --allow ...) with a Convert request naming the app's destination; the\n" +
+          'server connects on over TCP, so the destination needs no MPTCP. A refusal (Error TLV) resets the app.\n\n' +
+          'Not yet: IPv6 interception.',
       )
       .example(
         '$0 client --tun ptun0 --intercept 10.100.0.100/32 --path eth0 --path wwan0',
         'two paths, gateways from their routes',
+      )
+      .example(
+        '$0 client --tun ptun0 --intercept 10.20.0.0/24 --path eth0 --path wwan0 --server 10.100.0.100:5124',
+        'converter mode: destinations without MPTCP, via an mptun server',
       )
       .example(
         '$0 client --tun ptun0 --intercept 10.100.0.100/32 --addr 10.1.0.3 --addr 10.2.0.3 --no-routes',
@@ -92,7 +99,13 @@ export const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
       })
       .option('server', {
         type: 'string',
-        describe: 'Converter mode (RFC 8803) via this mptun server: not there yet (exits 2)',
+        describe:
+          "Converter mode (RFC 8803): carry each connection to this mptun server's --converter port (IPv4:PORT), which connects on to the original destination",
+      })
+      .option('psk-file', {
+        type: 'string',
+        describe:
+          "Converter mode: the server's pre-shared key (its --psk-file) to authenticate each Convert request",
       })
       .check((a) => {
         const r = validateClientFlags(a as ClientFlags);
