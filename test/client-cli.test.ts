@@ -33,7 +33,7 @@ async function inProcess(args: readonly string[]): Promise<{ status: number; std
 
 const BASE = ['--tun', 'ptun0', '--intercept', '10.100.0.100/32'];
 
-test('--help documents every flag and says converter mode is not there yet', () => {
+test('--help documents every flag and documents converter mode', () => {
   const r = mptun('--help');
   assert.equal(r.status, 0);
   for (const flag of [
@@ -51,7 +51,7 @@ test('--help documents every flag and says converter mode is not there yet', () 
     '--server',
   ])
     assert.match(r.stdout, new RegExp(flag));
-  assert.match(r.stdout, /Not yet: converter mode/);
+  assert.match(r.stdout, /Converter mode \(--server IP:PORT, RFC 8803\)/);
 });
 
 for (const [args, message] of [
@@ -83,8 +83,12 @@ for (const [args, message] of [
   [[...BASE, '--path', 'eth0', '--connect-timeout', '0'], /--connect-timeout must be/],
   [[...BASE, '--path', 'eth0', '--drain-timeout', '-1'], /--drain-timeout must be 0-3600/],
   [
-    [...BASE, '--path', 'eth0', '--server', '10.0.0.1:5000'],
-    /--server \(converter mode, RFC 8803\) is not there yet/,
+    [...BASE, '--path', 'eth0', '--server', 'converter.example:5000'],
+    /--server 'converter\.example:5000': give the mptun server's converter as IPv4:PORT/,
+  ],
+  [
+    [...BASE, '--path', 'eth0', '--psk-file', '/nonexistent'],
+    /--psk-file is for converter mode; add --server IP:PORT/,
   ],
   [[...BASE, '--path', 'eth0', '--bogus'], /Unknown argument: bogus/],
 ] as const) {
