@@ -6,6 +6,7 @@ import {
   DEFAULT_TUN_ADDRESS,
   validateClientFlags,
 } from '../client/config.js';
+import { runUntilSignal } from './run-until-signal.js';
 
 type ClientArgs = GlobalOptions & ClientFlags;
 
@@ -116,21 +117,6 @@ export const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
     const r = validateClientFlags(args);
     if ('error' in r) throw new Error(r.error); // the .check() has run already
     const { MptunClient } = await import('../client/client.js');
-    // Signal handlers go in before the plumbing exists: a signal right after start is a clean stop.
-    let onSignal: (sig: NodeJS.Signals) => void = () => undefined;
-    const stopped = new Promise<NodeJS.Signals>((resolve) => {
-      onSignal = resolve;
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
-    });
-    try {
-      const client = await MptunClient.start(r.config, log);
-      const sig = await stopped;
-      log.info({ signal: sig }, 'client: stopping');
-      await client.close();
-    } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    }
+    await runUntilSignal('client', log, () => MptunClient.start(r.config, log));
   },
 };

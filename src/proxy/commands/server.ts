@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { commandContext, type GlobalOptions } from '../cli.js';
 import { resolveServerFlags, type ServerFlags } from '../server/config.js';
+import { runUntilSignal } from './run-until-signal.js';
 
 type ServerArgs = GlobalOptions & ServerFlags;
 
@@ -132,21 +133,6 @@ export const serverCommand: CommandModule<GlobalOptions, ServerArgs> = {
     const r = resolveServerFlags(args);
     if ('error' in r) throw new Error(r.error); // the .check() has run already
     const { MptunServer } = await import('../server/server.js');
-    // Signal handlers go in before the listeners exist: a signal right after start is a clean stop.
-    let onSignal: (sig: NodeJS.Signals) => void = () => undefined;
-    const stopped = new Promise<NodeJS.Signals>((resolve) => {
-      onSignal = resolve;
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
-    });
-    try {
-      const server = await MptunServer.start(r.config, log);
-      const sig = await stopped;
-      log.info({ signal: sig }, 'server: stopping');
-      await server.close();
-    } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    }
+    await runUntilSignal('server', log, () => MptunServer.start(r.config, log));
   },
 };
