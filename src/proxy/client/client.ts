@@ -28,6 +28,7 @@ import type { TcpServer, TcpSocket } from '../../stack/iface/tcp-socket.js';
 import type { MptcpInfo } from '../../stack/mptcp/connection.js';
 import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
 import { convertRequest, parseConvertReply } from '../convert/client.js';
+import { drainThenAbort } from '../drain.js';
 import { Bridge } from '../server/bridge.js';
 import { type ClientConfig, cidrContains, cidrText } from './config.js';
 import { ClientPlumbing, checkRoutesWired, resolvePaths } from './plumbing.js';
@@ -334,20 +335,11 @@ export class MptunClient {
   private async doClose(drainMs: number): Promise<ClientSummary> {
     this.listener?.close();
     for (const w of this.pending) w.destroy();
-    if (this.active.size > 0) {
-      this.log.info({ open: this.active.size, drainMs }, 'client: draining');
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, drainMs);
-      });
-      await Promise.race([Promise.all([...this.active.values()].map((a) => a.bridge.done)), timeout]);
-      clearTimeout(timer);
-      for (const a of this.active.values()) {
-        this.summary.aborted++;
-        a.bridge.abort(new Error('client shutting down: drain timed out'));
-      }
-      await Promise.all([...this.active.values()].map((a) => a.bridge.done));
-    }
+    this.summary.aborted += await drainThenAbort(() => [...this.active.values()].map((a) => a.bridge), {
+      what: 'client',
+      drainMs,
+      log: this.log,
+    });
     const mib = this.stack.stats().mptcp;
     this.stack.destroy();
     const failed = this.plumbing?.tearDown() ?? [];

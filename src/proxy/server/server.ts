@@ -23,6 +23,7 @@ import type { MptcpInfo } from '../../stack/mptcp/connection.js';
 import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
 import type { MptcpConfig } from '../../stack/mptcp/types.js';
 import { Allowlist } from '../convert/allowlist.js';
+import { drainThenAbort } from '../drain.js';
 import { ip } from '../host-net.js';
 import { announceText } from '../perf/mptcp-options.js';
 import { Bridge } from './bridge.js';
@@ -301,20 +302,11 @@ export class MptunServer {
 
   private async doClose(drainMs: number): Promise<ServerSummary> {
     for (const l of this.listeners) l.close();
-    if (this.active.size > 0) {
-      this.log.info({ open: this.active.size, drainMs }, 'server: draining');
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, drainMs);
-      });
-      await Promise.race([Promise.all([...this.active.values()].map((a) => a.bridge.done)), timeout]);
-      clearTimeout(timer);
-      for (const a of this.active.values()) {
-        this.summary.aborted++;
-        a.bridge.abort(new Error('server shutting down: drain timed out'));
-      }
-      await Promise.all([...this.active.values()].map((a) => a.bridge.done));
-    }
+    this.summary.aborted += await drainThenAbort(() => [...this.active.values()].map((a) => a.bridge), {
+      what: 'server',
+      drainMs,
+      log: this.log,
+    });
     const mib = this.stack.stats().mptcp;
     this.stack.destroy();
     for (const route of this.routes.splice(0)) {
