@@ -11,6 +11,8 @@ const SUITES: Record<string, () => Promise<BenchModule>> = {
   mptcp: () => import('./mptcp.js'),
   'mptcp-tbf': () => import('./mptcp-tbf.js'),
   multipath: () => import('./multipath.js'),
+  chain: () => import('./chain.js'),
+  'chain-tbf': async () => ({ run: (await import('./chain.js')).runTbf }),
 };
 
 const argv = process.argv.slice(2);
