@@ -1,5 +1,5 @@
 /**
- * `mptun client` flags: documented in --help (with what is not there yet), and every mistake
+ * `mptun client` flags: documented in --help, and every mistake
  * rejected before anything starts (no TUN, no route), exit 2 with a message that names the fix.
  */
 import assert from 'node:assert/strict';
@@ -64,7 +64,10 @@ for (const [args, message] of [
     /host bits set; did you mean --intercept 10\.0\.0\.0\/24\?/,
   ],
   [['--tun', 'ptun0', '--intercept', 'example.com', '--path', 'eth0'], /not an IP prefix; use IP\/PREFIX/],
-  [['--tun', 'ptun0', '--intercept', 'fd00::/64', '--path', 'eth0'], /IPv6 interception is not there yet/],
+  [
+    ['--tun', 'ptun0', '--intercept', 'fd00::/64', '--no-routes', '--addr', '10.1.0.3'],
+    /--intercept fd00::\/64: no IPv6 stack address to carry it from; add an IPv6 --addr/,
+  ],
   [BASE, /--path IFACE\[=GATEWAY\] is required/],
   [[...BASE, '--addr', '10.1.0.3'], /--addr without --path/],
   [[...BASE, '--no-routes'], /--no-routes needs --addr IP/],

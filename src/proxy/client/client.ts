@@ -22,7 +22,9 @@
 import { isIP } from 'node:net';
 import type { Logger } from '../../log.js';
 import { RealScheduler } from '../../stack/device/clock.js';
-import { openTun, type TunDevice } from '../../stack/device/tun-device.js';
+import type { Device } from '../../stack/device/device.js';
+import { PcapTap } from '../../stack/device/pcap-tap.js';
+import { openTun } from '../../stack/device/tun-device.js';
 import { TcpStack } from '../../stack/iface/stack.js';
 import type { TcpServer, TcpSocket } from '../../stack/iface/tcp-socket.js';
 import type { MptcpInfo } from '../../stack/mptcp/connection.js';
@@ -30,7 +32,8 @@ import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
 import { convertRequest, parseConvertReply } from '../convert/client.js';
 import { drainThenAbort } from '../drain.js';
 import { Bridge } from '../server/bridge.js';
-import { type ClientConfig, cidrContains, cidrText } from './config.js';
+import { type ClientConfig, type ClientPath, cidrContains, cidrText } from './config.js';
+import { LinkWatch, type PathState } from './link-watch.js';
 import { ClientPlumbing, checkRoutesWired, resolvePaths } from './plumbing.js';
 
 export interface ClientSummary {
@@ -57,10 +60,13 @@ interface Active {
 
 export class MptunClient {
   private listener: TcpServer | undefined;
+  private watch: LinkWatch | undefined;
   private readonly active = new Map<number, Active>();
   /** Converter mode: wire sockets still waiting for the converter's reply. */
   private readonly pending = new Set<TcpSocket>();
   private nextId = 1;
+  /** Path state changes handed to the stack (path following). */
+  private pathEvents = 0;
   private closing: Promise<ClientSummary> | undefined;
   readonly summary: ClientSummary = {
     intercepted: 0,
@@ -75,7 +81,8 @@ export class MptunClient {
   private constructor(
     private readonly config: ClientConfig,
     private readonly log: Logger,
-    private readonly tun: TunDevice,
+    /** The TUN, or the pcap tap around it (--pcap): what the stack uses and what is closed. */
+    private readonly device: Device,
     private readonly stack: TcpStack,
     private readonly plumbing: ClientPlumbing | undefined,
   ) {}
@@ -84,19 +91,25 @@ export class MptunClient {
   static async start(config: ClientConfig, log: Logger): Promise<MptunClient> {
     // Host facts first (interfaces, gateways): a mistake there leaves nothing to undo.
     const paths = config.hostRoutes ? resolvePaths(config.paths) : [];
-    const tun = openTun({ name: config.tun, offload: config.offload, disableIpv6: true });
+    // IPv6 on the TUN only when v6 connections are intercepted (else the kernel's router
+    // solicitations would land in it).
+    const v6 = config.intercept.some((c) => c.family === 6);
+    const tun = openTun({ name: config.tun, offload: config.offload, disableIpv6: !v6 });
     let plumbing: ClientPlumbing | undefined;
     let client: MptunClient | undefined;
+    let device: Device = tun;
     try {
+      if (config.pcap !== undefined) device = new PcapTap(tun, { path: config.pcap });
       const stack = new TcpStack({
-        device: tun,
+        device,
         scheduler: new RealScheduler(),
         addresses: config.addresses,
       });
       if (config.hostRoutes) plumbing = ClientPlumbing.setUp(config, paths, tun.name, log);
       else checkRoutesWired(config, tun.name, log);
-      client = new MptunClient(config, log, tun, stack, plumbing);
+      client = new MptunClient(config, log, device, stack, plumbing);
       client.listen();
+      if (config.hostRoutes) client.follow(paths);
       log.info(
         {
           tun: tun.name,
@@ -110,6 +123,7 @@ export class MptunClient {
                 converter: `${config.converter.server.host}:${config.converter.server.port}`,
                 psk: config.converter.key !== undefined,
               }),
+          ...(config.pcap === undefined ? {} : { pcap: config.pcap }),
         },
         'client: intercepting',
       );
@@ -118,7 +132,7 @@ export class MptunClient {
       if (client !== undefined) await client.close(0);
       else {
         plumbing?.tearDown();
-        await tun.close();
+        await device.close();
       }
       throw err;
     }
@@ -136,9 +150,20 @@ export class MptunClient {
       app.destroy();
       return;
     }
-    if (!this.config.intercept.some((c) => cidrContains(c, dst.host)) || isIP(dst.host) !== 4) {
+    if (!this.config.intercept.some((c) => cidrContains(c, dst.host))) {
       this.summary.refused++;
       log.info({ dst: `${dst.host}:${dst.port}` }, 'connection refused: destination outside --intercept');
+      app.destroy();
+      return;
+    }
+    const wireHost = this.config.converter?.server.host ?? dst.host;
+    const from = this.localFor(wireHost);
+    if (from === undefined) {
+      this.summary.refused++;
+      log.info(
+        { dst: `${dst.host}:${dst.port}` },
+        `connection refused: no IPv${isIP(wireHost)} stack address to carry it from`,
+      );
       app.destroy();
       return;
     }
@@ -161,7 +186,7 @@ export class MptunClient {
         wire = this.stack.connect({
           host: dst.host,
           port: dst.port,
-          localAddress: this.config.addresses[0],
+          localAddress: from,
           allowHalfOpen: true,
           mptcp: { checksum: this.config.checksum },
         });
@@ -180,12 +205,61 @@ export class MptunClient {
     this.track(id, bridge, w, app, log);
   }
 
+  /**
+   * Path following (--path mode): an interface going down takes its stack address(es) down in the
+   * stack (subflows reset, REMOVE_ADDR to the peer); coming back, its table route is restored and
+   * the address is up again (subflows re-created). See link-watch.ts.
+   */
+  private follow(paths: readonly ClientPath[]): void {
+    const watch = new LinkWatch({
+      ifaces: paths.map((p) => p.iface),
+      log: this.log,
+      onChange: (iface, now, before) => {
+        const path = paths.find((p) => p.iface === iface);
+        if (path !== undefined) this.pathChanged(path, now, before);
+      },
+    });
+    this.watch = watch;
+    watch.start();
+  }
+
+  private pathChanged(path: ClientPath, now: PathState, before: PathState): void {
+    const families: [string, boolean, boolean][] = [[path.address, now.v4, before.v4]];
+    if (path.address6 !== undefined) families.push([path.address6, now.v6, before.v6]);
+    const changed = families.filter(([, n, b]) => n !== b);
+    if (changed.length === 0) return;
+    if (changed.some(([, n]) => n)) {
+      try {
+        const routes = this.plumbing?.restorePath(path.iface) ?? [];
+        this.log.info({ iface: path.iface, routes }, 'client: path route restored');
+      } catch (err) {
+        this.log.warn(
+          { iface: path.iface, err: (err as Error).message },
+          'client: could not restore the path route; subflows from it may fail until it is back',
+        );
+      }
+    }
+    for (const [address, up] of changed) {
+      this.stack.setAddressState(address, up ? 'up' : 'down');
+      this.pathEvents++;
+      this.log.info(
+        { iface: path.iface, address, link: now.link, open: this.active.size },
+        up ? 'client: path up' : 'client: path down',
+      );
+    }
+  }
+
+  /** The address connections to `host` open from: the first stack address of its family. */
+  private localFor(host: string): string | undefined {
+    return this.config.addresses.find((a) => isIP(a) === isIP(host));
+  }
+
   /** Opens the wire in its protocol's way for converter mode (see the file's comment). */
   private openWire(host: string, port: number, log: Logger): TcpSocket {
     const wire = this.stack.connect({
       host,
       port,
-      localAddress: this.config.addresses[0],
+      localAddress: this.localFor(host),
       allowHalfOpen: true,
       mptcp: { checksum: this.config.checksum },
     });
@@ -334,6 +408,7 @@ export class MptunClient {
 
   private async doClose(drainMs: number): Promise<ClientSummary> {
     this.listener?.close();
+    this.watch?.stop();
     for (const w of this.pending) w.destroy();
     this.summary.aborted += await drainThenAbort(() => [...this.active.values()].map((a) => a.bridge), {
       what: 'client',
@@ -343,11 +418,14 @@ export class MptunClient {
     const mib = this.stack.stats().mptcp;
     this.stack.destroy();
     const failed = this.plumbing?.tearDown() ?? [];
-    await this.tun.close();
+    await this.device.close();
     this.log.info(
       {
         ...this.summary,
         ...(failed.length === 0 ? {} : { undoFailed: failed }),
+        ...(this.pathEvents === 0
+          ? {}
+          : { pathEvents: this.pathEvents, addressesDown: this.stack.addressesDown }),
         ...(mib === undefined ? {} : { mptcpMib: mptcpCounterSet.nonZero(mib) }),
       },
       'client: stopped',

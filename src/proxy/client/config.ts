@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { type ConfigSchema, loadConfigFile, mergeConfig } from '../config-file.js';
 
 /** One path of the client: an interface, its gateway, and the stack address that leaves on it. */
 export interface ClientPath {
@@ -13,6 +14,13 @@ export interface ClientPath {
   gateway: string | undefined;
   /** Our stack's private address on this path (the source of its subflows). */
   address: string;
+  /**
+   * IPv6 on this path (set when v6 is carried on the paths: a v6 --intercept in transparent
+   * mode, or a v6 --addr): the stack's private v6 address, routed and masqueraded like the v4 one.
+   */
+  address6?: string;
+  /** The v6 next hop; undefined until looked up from the interface's v6 routes. */
+  gateway6?: string | undefined;
 }
 
 /** An intercepted prefix, e.g. 10.100.0.100/32. */
@@ -34,6 +42,8 @@ export interface ClientConfig {
   hostRoutes: boolean;
   /** The TUN's own address: the kernel's source for intercepted connections; never the stack's. */
   tunAddress: string;
+  /** The same for intercepted IPv6 connections (used when an --intercept is IPv6). */
+  tunAddress6: string;
   /** Policy routing: path k uses table tableBase + k (rule priority the same). */
   tableBase: number;
   offload: boolean;
@@ -46,6 +56,8 @@ export interface ClientConfig {
    * Convert request naming the original destination; undefined is transparent mode.
    */
   converter?: { server: { host: string; port: number }; key?: Buffer | undefined } | undefined;
+  /** Record what the stack sends and receives on the TUN to this pcap file. */
+  pcap?: string | undefined;
 }
 
 /** The flags as yargs hands them over (before validation). */
@@ -63,7 +75,29 @@ export interface ClientFlags {
   'drain-timeout'?: number | undefined;
   server?: string | undefined;
   'psk-file'?: string | undefined;
+  'tun-addr6'?: string | undefined;
+  pcap?: string | undefined;
+  config?: string | undefined;
 }
+
+/** What a --config file may hold: the long flag names (not `config` itself). */
+export const CLIENT_CONFIG_SCHEMA: ConfigSchema = {
+  tun: 'string',
+  intercept: 'string[]',
+  path: 'string[]',
+  addr: 'string[]',
+  routes: 'boolean',
+  'tun-addr': 'string',
+  'tun-addr6': 'string',
+  'table-base': 'number',
+  offload: 'boolean',
+  checksum: 'boolean',
+  'connect-timeout': 'number',
+  'drain-timeout': 'number',
+  server: 'string',
+  'psk-file': 'string',
+  pcap: 'string',
+};
 
 export type ClientConfigResult = { config: ClientConfig } | { error: string };
 
@@ -130,7 +164,13 @@ export function defaultPathAddress(k: number): string {
   return `100.64.${k}.2`;
 }
 
+/** The default private IPv6 stack address of path k (1-based): fd64:k::2 (a ULA, masqueraded). */
+export function defaultPathAddress6(k: number): string {
+  return `fd64:${k}::2`;
+}
+
 export const DEFAULT_TUN_ADDRESS = '100.64.0.1';
+export const DEFAULT_TUN_ADDRESS6 = 'fd64::1';
 export const DEFAULT_TABLE_BASE = 4200;
 
 /** Validates the flags into one ClientConfig; the first problem is returned as a message naming the fix. */
@@ -146,8 +186,6 @@ export function validateClientFlags(f: ClientFlags): ClientConfigResult {
   for (const text of f.intercept ?? []) {
     const c = parseCidr(text);
     if ('error' in c) return c;
-    if (c.family === 6)
-      return { error: `--intercept '${text}': IPv6 interception is not there yet; give an IPv4 prefix` };
     intercept.push(c);
   }
   if (intercept.length === 0)
@@ -158,9 +196,14 @@ export function validateClientFlags(f: ClientFlags): ClientConfigResult {
   const hostRoutes = f.routes ?? true;
   const addrs = f.addr ?? [];
   for (const a of addrs) {
-    if (isIP(a) !== 4) return { error: `--addr '${a}': not an IPv4 address (no prefix: --addr 10.1.0.3)` };
+    if (isIP(a) === 0)
+      return { error: `--addr '${a}': not an IPv4 address (nor IPv6; no prefix: --addr 10.1.0.3)` };
   }
   if (new Set(addrs).size !== addrs.length) return { error: '--addr: each address once' };
+  const addrs4 = addrs.filter((a) => isIP(a) === 4);
+  const addrs6 = addrs.filter((a) => isIP(a) === 6);
+  // v6 rides on the paths when the destinations are v6 (transparent mode) or v6 addresses are given.
+  const paths6 = addrs6.length > 0 || (converter === undefined && intercept.some((c) => c.family === 6));
   const pathTexts = f.path ?? [];
   const paths: ClientPath[] = [];
   if (!hostRoutes) {
@@ -180,36 +223,72 @@ export function validateClientFlags(f: ClientFlags): ClientConfigResult {
             ? '--addr without --path: give one --path IFACE[=GATEWAY] per path (--addr then names its stack address, in order), or add --no-routes if the topology is wired already'
             : '--path IFACE[=GATEWAY] is required (repeatable, one per path), or --addr IP with --no-routes',
       };
-    if (addrs.length > 0 && addrs.length !== pathTexts.length)
+    if (addrs4.length > 0 && addrs4.length !== pathTexts.length)
       return {
-        error: `${addrs.length} --addr for ${pathTexts.length} --path: give one --addr per --path, in order, or none (defaults 100.64.<k>.2)`,
+        error: `${addrs4.length} --addr for ${pathTexts.length} --path: give one --addr per --path, in order, or none (defaults 100.64.<k>.2)`,
+      };
+    if (addrs6.length > 0 && addrs6.length !== pathTexts.length)
+      return {
+        error: `${addrs6.length} IPv6 --addr for ${pathTexts.length} --path: give one IPv6 --addr per --path, in order, or none (defaults fd64:<k>::2)`,
       };
     for (const [i, text] of pathTexts.entries()) {
       const eq = text.indexOf('=');
       const iface = eq < 0 ? text : text.slice(0, eq);
-      const gateway = eq < 0 ? undefined : text.slice(eq + 1);
+      const gateways = eq < 0 ? [] : text.slice(eq + 1).split(',');
       if (!IFACE_RE.test(iface))
         return {
           error: `--path '${text}': '${iface}' is not an interface name; use --path IFACE or --path IFACE=GATEWAY`,
         };
-      if (gateway !== undefined && isIP(gateway) !== 4)
+      const bad = gateways.find((g) => isIP(g) === 0);
+      if (bad !== undefined || gateways.length > 2 || new Set(gateways.map(isIP)).size !== gateways.length)
         return {
-          error: `--path '${text}': the gateway '${gateway}' is not an IPv4 address (--path ${iface}=192.168.1.1)`,
+          error: `--path '${text}': the gateway '${bad ?? text.slice(eq + 1)}' is not an IPv4 address (or one IPv4 and one IPv6 gateway: --path ${iface}=192.168.1.1,fe80::1)`,
         };
+      const gateway = gateways.find((g) => isIP(g) === 4);
+      const gateway6 = gateways.find((g) => isIP(g) === 6);
       if (paths.some((p) => p.iface === iface))
         return { error: `--path ${iface} is given twice; each interface once` };
       if (iface === f.tun)
         return { error: `--path ${iface} is the --tun; a path is an interface that leads out` };
-      paths.push({ iface, gateway, address: addrs[i] ?? defaultPathAddress(i + 1) });
+      const path: ClientPath = { iface, gateway, address: addrs4[i] ?? defaultPathAddress(i + 1) };
+      if (paths6) {
+        path.address6 = addrs6[i] ?? defaultPathAddress6(i + 1);
+        path.gateway6 = gateway6;
+      }
+      paths.push(path);
     }
   }
-  const addresses = hostRoutes ? paths.map((p) => p.address) : addrs;
+  // v4 first, then v6: the first address of a destination's family opens its connections.
+  const addresses = hostRoutes
+    ? [
+        ...paths.map((p) => p.address),
+        ...paths.flatMap((p) => (p.address6 === undefined ? [] : [p.address6])),
+      ]
+    : [...addrs4, ...addrs6];
   const tunAddress = f['tun-addr'] ?? DEFAULT_TUN_ADDRESS;
   if (isIP(tunAddress) !== 4)
     return { error: `--tun-addr '${tunAddress}': not an IPv4 address (--tun-addr 100.64.0.1)` };
   if (addresses.includes(tunAddress))
     return { error: `--tun-addr ${tunAddress} is also a stack address; the TUN's own address must differ` };
-  for (const a of [...addresses, tunAddress, ...(converter === undefined ? [] : [converter.server.host])]) {
+  const tunAddress6 = f['tun-addr6'] ?? DEFAULT_TUN_ADDRESS6;
+  if (isIP(tunAddress6) !== 6)
+    return { error: `--tun-addr6 '${tunAddress6}': not an IPv6 address (--tun-addr6 fd64::1)` };
+  if (addresses.some((a) => isIP(a) === 6 && sameV6(a, tunAddress6)))
+    return { error: `--tun-addr6 ${tunAddress6} is also a stack address; the TUN's own address must differ` };
+  for (const c of intercept) {
+    const family = addresses.some((a) => isIP(a) === c.family);
+    if (converter === undefined && !family)
+      return {
+        error: `--intercept ${cidrText(c)}: no IPv${c.family} stack address to carry it from; ${hostRoutes ? `give the paths IPv${c.family} (--addr per --path)` : `add an IPv${c.family} --addr`}`,
+      };
+  }
+  const v6Intercept = intercept.some((c) => c.family === 6);
+  for (const a of [
+    ...addresses,
+    tunAddress,
+    ...(v6Intercept ? [tunAddress6] : []),
+    ...(converter === undefined ? [] : [converter.server.host]),
+  ]) {
     const hit = intercept.find((c) => cidrContains(c, a));
     if (hit !== undefined)
       return {
@@ -231,6 +310,8 @@ export function validateClientFlags(f: ClientFlags): ClientConfigResult {
   const drain = f['drain-timeout'] ?? 10;
   if (!(Number.isFinite(drain) && drain >= 0 && drain <= 3600))
     return { error: '--drain-timeout must be 0-3600 seconds' };
+  if (f.pcap !== undefined && f.pcap.trim() === '')
+    return { error: '--pcap FILE: give the path of the capture file to write' };
   return {
     config: {
       tun: f.tun,
@@ -239,14 +320,34 @@ export function validateClientFlags(f: ClientFlags): ClientConfigResult {
       addresses,
       hostRoutes,
       tunAddress,
+      tunAddress6,
       tableBase,
       offload: f.offload ?? true,
       checksum: f.checksum ?? false,
       connectTimeoutMs: connectTimeout * 1000,
       drainTimeoutMs: drain * 1000,
       converter,
+      pcap: f.pcap,
     },
   };
+}
+
+function sameV6(a: string, b: string): boolean {
+  return new URL(`http://[${a}]/`).hostname === new URL(`http://[${b}]/`).hostname;
+}
+
+/**
+ * The flags with the --config file (when given) merged under them, validated: what the command
+ * runs with. Flags win over the file; the same loader and checks as the server's --config.
+ */
+export function resolveClientFlags(f: ClientFlags): ClientConfigResult {
+  if (f.config === undefined) return validateClientFlags(f);
+  const file = loadConfigFile(f.config, CLIENT_CONFIG_SCHEMA);
+  if ('error' in file) return file;
+  const flags: Record<string, unknown> = {};
+  for (const k of [...Object.keys(CLIENT_CONFIG_SCHEMA), 'config'])
+    flags[k] = (f as Record<string, unknown>)[k];
+  return validateClientFlags(mergeConfig(file.values, flags as ClientFlags));
 }
 
 /** --server HOST:PORT and --psk-file: converter mode, or undefined (transparent mode). */

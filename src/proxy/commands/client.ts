@@ -4,7 +4,8 @@ import {
   type ClientFlags,
   DEFAULT_TABLE_BASE,
   DEFAULT_TUN_ADDRESS,
-  validateClientFlags,
+  DEFAULT_TUN_ADDRESS6,
+  resolveClientFlags,
 } from '../client/config.js';
 import { runUntilSignal } from './run-until-signal.js';
 
@@ -16,17 +17,27 @@ export const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
   builder: (y) =>
     (y as Argv<GlobalOptions>)
       .usage(
-        '$0 client --tun NAME --intercept CIDR [--intercept ...] (--path IFACE[=GW] ... | --addr IP ... --no-routes)\n\n' +
+        '$0 client --tun NAME --intercept CIDR [--intercept ...] (--path IFACE[=GW] ... | --addr IP ... --no-routes)\n' +
+          '$0 client --config FILE [flags that override it]\n\n' +
           "Routes --intercept prefixes into a TUN, where a userspace stack terminates the apps' TCP connections and\n" +
           "opens an MPTCP connection to each one's own destination (transparent mode: any MPTCP server works, the\n" +
           "kernel's included), from the first path's address; the other paths join. With --path, mptun plumbs each\n" +
           'path (a private stack address, a policy routing table via its gateway, nftables masquerade) and removes\n' +
           'all of it on exit; with --no-routes it uses --addr addresses someone else routed. SIGTERM/SIGINT: stop\n' +
           'intercepting, drain, close, remove what it added.\n\n' +
+          'With --path it follows each interface: when one goes down (link down, or no address of its own left)\n' +
+          'its subflows are closed and the peer gets REMOVE_ADDR; when it is back, its table route is restored\n' +
+          'and subflows from it are opened again.\n\n' +
+          'IPv6: --intercept takes IPv6 prefixes too. In transparent mode those connections travel over IPv6 on\n' +
+          'the paths: each path then also gets a private IPv6 stack address (fd64:<k>::2, or an IPv6 --addr per\n' +
+          'path), an ip6 policy table via its IPv6 gateway (from its routes, or --path IFACE=GW4,GW6), ip6\n' +
+          'masquerade and IPv6 forwarding. In converter mode an IPv6 destination travels in the Convert request\n' +
+          'over the paths to the (IPv4) --server, so the paths need no IPv6.\n\n' +
           'Converter mode (--server IP:PORT, RFC 8803): each connection goes over MPTCP to that mptun server\n' +
           "(started with --converter PORT --allow ...) with a Convert request naming the app's destination; the\n" +
           'server connects on over TCP, so the destination needs no MPTCP. A refusal (Error TLV) resets the app.\n\n' +
-          'Not yet: IPv6 interception.',
+          '--config FILE (JSON or YAML) holds the same settings under the long flag names (a list for a repeatable\n' +
+          'flag); flags given on the command line win. --pcap FILE records what the stack sends and receives.',
       )
       .example(
         '$0 client --tun ptun0 --intercept 10.100.0.100/32 --path eth0 --path wwan0',
@@ -40,63 +51,67 @@ export const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
         '$0 client --tun ptun0 --intercept 10.100.0.100/32 --addr 10.1.0.3 --addr 10.2.0.3 --no-routes',
         'topology wired by someone else',
       )
+      .example('$0 client --config /etc/mptun/client.yaml --pcap /tmp/client.pcap', 'settings from a file')
+      .option('config', {
+        type: 'string',
+        describe: 'JSON or YAML file of these settings, keys = long flag names (flags given here win)',
+      })
       .option('tun', { type: 'string', describe: 'TUN interface to open (created if missing)' })
       .option('intercept', {
         type: 'string',
         array: true,
         nargs: 1,
         describe:
-          'IPv4 prefix whose TCP connections are carried over MPTCP (repeatable), e.g. 10.100.0.100/32',
+          'IPv4 or IPv6 prefix whose TCP connections are carried over MPTCP (repeatable), e.g. 10.100.0.100/32, fd00:20::/64',
       })
       .option('path', {
         type: 'string',
         array: true,
         nargs: 1,
         describe:
-          'IFACE or IFACE=GATEWAY: a path to plumb (repeatable; the gateway is read from the interface routes if not given)',
+          'IFACE, IFACE=GATEWAY or IFACE=GW4,GW6: a path to plumb (repeatable; gateways are read from the interface routes if not given); followed going down and up',
       })
       .option('addr', {
         type: 'string',
         array: true,
         nargs: 1,
         describe:
-          "The stack's address per path (repeatable, in --path order; default 100.64.<k>.2); with --no-routes, required",
+          "The stack's address per path (repeatable, in --path order, one per path and family; default 100.64.<k>.2, fd64:<k>::2); with --no-routes, required",
       })
       .option('routes', {
         type: 'boolean',
-        default: true,
         describe:
-          'Plumb routes, rules, NAT and the interception route; --no-routes for topologies wired by someone else',
+          'Plumb routes, rules, NAT and the interception route; --no-routes for topologies wired by someone else [default: true]',
       })
       .option('tun-addr', {
         type: 'string',
-        default: DEFAULT_TUN_ADDRESS,
-        describe: "The TUN's own address: the source of intercepted connections (never the stack's)",
+        describe: `The TUN's own address: the source of intercepted connections (never the stack's) [default: ${DEFAULT_TUN_ADDRESS}]`,
+      })
+      .option('tun-addr6', {
+        type: 'string',
+        describe: `The TUN's own IPv6 address, for intercepted IPv6 connections [default: ${DEFAULT_TUN_ADDRESS6}]`,
       })
       .option('table-base', {
         type: 'number',
-        default: DEFAULT_TABLE_BASE,
-        describe: 'Path k routes in table (and rule priority) base+k',
+        describe: `Path k routes in table (and rule priority) base+k [default: ${DEFAULT_TABLE_BASE}]`,
       })
       .option('offload', {
         type: 'boolean',
-        default: true,
-        describe: 'TUN with virtio-net headers, checksum offload and TSO (64 KB segments)',
+        describe: 'TUN with virtio-net headers, checksum offload and TSO (64 KB segments) [default: true]',
       })
       .option('checksum', {
         type: 'boolean',
-        default: false,
-        describe: 'Ask for DSS checksums (MP_CAPABLE A flag)',
+        describe: 'Ask for DSS checksums (MP_CAPABLE A flag) [default: false]',
       })
       .option('connect-timeout', {
         type: 'number',
-        default: 10,
-        describe: "Seconds to wait for the destination's handshake (then the app's connection is reset)",
+        describe:
+          "Seconds to wait for the destination's handshake (then the app's connection is reset) [default: 10]",
       })
       .option('drain-timeout', {
         type: 'number',
-        default: 10,
-        describe: 'On SIGTERM/SIGINT, seconds to let open connections finish before closing them',
+        describe:
+          'On SIGTERM/SIGINT, seconds to let open connections finish before closing them [default: 10]',
       })
       .option('server', {
         type: 'string',
@@ -108,13 +123,17 @@ export const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
         describe:
           "Converter mode: the server's pre-shared key (its --psk-file) to authenticate each Convert request",
       })
+      .option('pcap', {
+        type: 'string',
+        describe: 'Write what the stack sends and receives on the TUN to this pcap file',
+      })
       .check((a) => {
-        const r = validateClientFlags(a as ClientFlags);
+        const r = resolveClientFlags(a as ClientFlags);
         return 'error' in r ? r.error : true;
       }) as unknown as Argv<ClientArgs>,
   handler: async (args) => {
     const { log } = commandContext(args);
-    const r = validateClientFlags(args);
+    const r = resolveClientFlags(args);
     if ('error' in r) throw new Error(r.error); // the .check() has run already
     const { MptunClient } = await import('../client/client.js');
     await runUntilSignal('client', log, () => MptunClient.start(r.config, log));
