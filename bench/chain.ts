@@ -90,6 +90,7 @@ async function chainSuite(opts: BenchOptions, suite: string, rate: number | unde
           runsMbps: list(`kernel-${dir}`),
           load1: loads(`kernel-${dir}`),
           retransmits: retrans(`kernel-${dir}`),
+          congestion: c.kernelCongestion,
           sha256: sha.kernel,
         },
       });
@@ -104,6 +105,7 @@ async function chainSuite(opts: BenchOptions, suite: string, rate: number | unde
           runsMbps: list(`mptun-${dir}`),
           load1: loads(`mptun-${dir}`),
           retransmits: retrans(`mptun-${dir}`),
+          congestion: 'olia (mptun default)',
           sha256: sha.mptun,
         },
       });

@@ -40,7 +40,7 @@ import {
   startServer,
 } from './mptcp-lab.js';
 import type { NetnsLab } from './netns.js';
-import { json, type Run, start, startMptun } from './perf-lab.js';
+import { json, MPTUN_BIN, type Run, start } from './perf-lab.js';
 
 export const TCP_RELAY = fileURLToPath(new URL('./tcp-relay.mjs', import.meta.url));
 export const IPERF_PORT = 5201;
@@ -56,6 +56,13 @@ export interface ChainOptions {
   mptun?: boolean;
   /** Bytes the SHA-256 backend sends back on each connection (16 MiB by default). */
   shaDown?: number;
+  /**
+   * net.ipv4.tcp_congestion_control for every namespace (default: inherited from the host). A
+   * namespace may only set one listed in the host's net.ipv4.tcp_allowed_congestion_control.
+   */
+  kernelCongestion?: string;
+  /** The mptun processes' --log-level (info by default; debug logs each subflow at close). */
+  logLevel?: 'info' | 'debug';
 }
 
 /** One line tcp-relay.mjs prints per connection. */
@@ -91,6 +98,8 @@ export class ChainLab {
   mptunServers: Run[] = [];
   mptunClient: Run | undefined;
   readonly shaDown: number;
+  /** The kernel's congestion control in the testbed's namespaces. */
+  kernelCongestion = '';
 
   private constructor(
     private readonly lab: NetnsLab,
@@ -136,6 +145,14 @@ export class ChainLab {
     await testbedUp(this.plan);
     const { ns, plan } = this;
     for (const s of plan.servers) this.exec(ns[s.name], 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+    // The kernel's TCP (and MPTCP subflows) run the namespace's default congestion control: the
+    // host's (BBR on this machine), since a namespace may only pick one from the host's
+    // net.ipv4.tcp_allowed_congestion_control, and Node's sockets cannot choose their own.
+    const cc = this.opts.kernelCongestion;
+    if (cc !== undefined)
+      for (const n of Object.values(ns))
+        this.exec(n, 'sysctl', '-qw', `net.ipv4.tcp_congestion_control=${cc}`);
+    this.kernelCongestion = this.exec(ns.cli, 'sysctl', '-n', 'net.ipv4.tcp_congestion_control').trim();
     // Kernel MPTCP: the servers set C and announce their unique address; cli joins it from each path.
     for (const s of plan.servers) {
       configureMptcp(this.lab, ns[s.name], {
@@ -174,7 +191,7 @@ export class ChainLab {
     const ports = [IPERF_PORT, SHA_PORT];
     this.mptunServers = plan.servers.map((s) =>
       this.track(
-        startMptun(this.lab, ns[s.name], [
+        this.startMptunProcess(ns[s.name], [
           'server',
           '--tun',
           'mptch0',
@@ -189,7 +206,7 @@ export class ChainLab {
       ),
     );
     this.mptunClient = this.track(
-      startMptun(this.lab, ns.cli, [
+      this.startMptunProcess(ns.cli, [
         'client',
         '--tun',
         'mptcc0',
@@ -202,6 +219,15 @@ export class ChainLab {
     );
     await Promise.all(this.mptunServers.map((s) => s.waitFor(/"msg":"server: listening"/, 60_000)));
     await this.mptunClient.waitFor(/"msg":"client: intercepting"/, 60_000);
+  }
+
+  private startMptunProcess(ns: string, args: string[]): Run {
+    return start(this.lab, ns, process.execPath, [
+      MPTUN_BIN,
+      '--log-level',
+      this.opts.logLevel ?? 'info',
+      ...args,
+    ]);
   }
 
   /** Puts the VIP and the unique addresses on the servers' lo (kernel chain) or takes them off. */
