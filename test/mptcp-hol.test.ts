@@ -83,6 +83,8 @@ describe('stale subflows', () => {
         { rateMbit: 10, delayMs: 5 },
         { rateMbit: 10, delayMs: 5 },
       ],
+      // Stale at the first RTO (the default waits for two in a row: mptcp-stale-rtos.test.ts).
+      mptcp: { staleAfterRtos: 1 },
     });
     // Path 1 loses every frame both ways from 500 ms to 800 ms (a link down and up again; shorter
     // than the path manager's 1 s after which a stale subflow is replaced by a new join).

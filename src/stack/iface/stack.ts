@@ -1456,6 +1456,10 @@ function mptcpSettings(option: boolean | Partial<MptcpConfig> | undefined): Part
       `mptcp.congestion: unknown ${String(option.congestion)} (one of ${MPTCP_CONGESTION_NAMES.join(', ')})`,
     );
   }
+  const stale = option.staleAfterRtos;
+  if (stale !== undefined && !(Number.isInteger(stale) && stale >= 1)) {
+    throw new InvalidArgumentError(`mptcp.staleAfterRtos: ${String(stale)} is not an integer >= 1`);
+  }
   return option;
 }
 

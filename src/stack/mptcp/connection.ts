@@ -745,15 +745,25 @@ export class MptcpConnection {
 
   /**
    * A subflow's retransmission timer fired: its path may be dead. When another subflow can carry
-   * data, everything it holds unacknowledged is reinjected there at once and it is marked stale
-   * (no new data until it carries an ACK again), so a dead path costs one RTO, not a data-level
-   * RTO (Linux reinjects a stale subflow's data the same way).
+   * data, everything it holds unacknowledged is reinjected there at once, so a dead path costs
+   * one RTO, not a data-level RTO; after `staleAfterRtos` RTOs in a row it is also marked stale
+   * (no new data until it carries an ACK again; Linux counts stale_loss_cnt retransmission
+   * intervals without progress, and reinjects at its data-level timer meanwhile). Before that it
+   * gets no data while a subflow of its kind is in good standing (Subflow.sendRoom), and when
+   * only a backup could take its data, nothing moves until it is stale: the backup's rule.
    */
   onSubflowRto(sf: Subflow): void {
+    sf.rtosInARow++;
     if (sf.stale || this.fallback || this._state !== 'established') return;
     if (!this.subflows.some((s) => s !== sf && !s.stale && s.canCarryData())) return;
-    sf.stale = true;
-    this.counters.SubflowStale++;
+    if (sf.rtosInARow >= this.config.staleAfterRtos) {
+      sf.stale = true;
+      this.counters.SubflowStale++;
+    } else if (!sf.peerInGoodStanding()) {
+      // Only a subflow of the other kind (a backup) could take its data: that waits for stale.
+      return;
+    }
+    this.counters.subflowRtoReinjections++;
     const una = this.sndUna;
     const ranges = sf
       .unacked()

@@ -172,6 +172,11 @@ export const MPTCP_COUNTER_NAMES = [
   'SubflowStale',
   /** A stale subflow became active again. */
   'SubflowRecover',
+  /**
+   * A subflow's RTO fired while another could carry data and its unacknowledged data was
+   * reinjected there (at the RTO that marks it stale, and at the ones before it).
+   */
+  'subflowRtoReinjections',
 
   // Our own: events the kernel does not count separately.
   /** A fresh key's token was already in use: another key was drawn. */

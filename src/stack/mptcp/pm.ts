@@ -291,7 +291,8 @@ export class PathManager {
     for (const p of this.paths) {
       const sf = p.subflow;
       if (sf !== undefined) {
-        if (!sf.stale) p.staleSince = NEVER;
+        // Counted from its first RTO without an ACK since (it is marked stale later: staleAfterRtos).
+        if (!sf.stale && sf.rtosInARow === 0) p.staleSince = NEVER;
         else if (p.staleSince === NEVER) p.staleSince = now;
         else if (
           now >= p.staleSince + STALE_REPLACE_MS &&

@@ -71,6 +71,8 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
    * and it gets no new data until it carries an ACK again (Linux's stale subflow).
    */
   stale = false;
+  /** Retransmission timeouts since its last ACK (MptcpConfig.staleAfterRtos). */
+  rtosInARow = 0;
   /** MP_TCPRST reason on our next RST (RFC 8684 §3.6). */
   rstReason: number | undefined;
   readonly join: JoinState | undefined;
@@ -177,7 +179,19 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   /** Room for new data: 0 unless the subflow may carry data now. */
   get sendRoom(): number {
     if (this.closed || this.stale || this.handle === undefined || !this.canCarryData()) return 0;
+    // An RTO since its last ACK, not yet stale: no data (new or reinjected, which would only
+    // wait for its next RTO there) while a subflow of its kind is in good standing.
+    if (this.rtosInARow > 0 && this.peerInGoodStanding()) return 0;
     return this.handle.conn.sendRoom;
+  }
+
+  /** Another subflow, regular or backup as this one, usable and without an RTO since its ACK. */
+  peerInGoodStanding(): boolean {
+    for (const s of this.mp.subflows) {
+      if (s !== this && !s.stale && s.rtosInARow === 0 && s.isBackup === this.isBackup && s.canCarryData())
+        return true;
+    }
+    return false;
   }
 
   canCarryData(): boolean {
@@ -714,6 +728,7 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     if ((events & TcpEvent.PEER_FIN) !== 0) mp.onSubflowFin(this);
     if ((events & TcpEvent.RTO) !== 0) mp.onSubflowRto(this);
     if ((events & TcpEvent.ACKED) !== 0) {
+      this.rtosInARow = 0;
       if (this.stale) {
         this.stale = false;
         mp.counters.SubflowRecover++;

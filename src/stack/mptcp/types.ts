@@ -47,6 +47,15 @@ export interface MptcpConfig {
    * sends the B flag in its SYN, an initial subflow from one sends MP_PRIO once established.
    */
   backupAddresses: readonly IpAddress[];
+  /**
+   * A subflow whose retransmission timer fires this many times in a row (no ACK between) while
+   * another subflow can carry data is marked stale: out of scheduling until an ACK (Linux:
+   * net.mptcp.stale_loss_cnt, 4). From its first such RTO it gets no data while another subflow
+   * of its kind (regular or backup) is in good standing, and its data is reinjected there, so the
+   * stall at a dead path stays one RTO whatever this is; what it decides is when a backup takes
+   * over (after this many RTOs). Default 2 (docs/DESIGN-NOTES.md: the measurements).
+   */
+  staleAfterRtos: number;
 }
 
 export const DEFAULT_MPTCP_CONFIG: Readonly<MptcpConfig> = Object.freeze({
@@ -62,6 +71,7 @@ export const DEFAULT_MPTCP_CONFIG: Readonly<MptcpConfig> = Object.freeze({
   recvBufferSize: 4 << 20,
   scheduler: 'lowest-rtt',
   backupAddresses: [],
+  staleAfterRtos: 2,
 });
 
 /** A subflow's TCP connection as the iface placed it: its four-tuple and a way to wake it. */
