@@ -5,7 +5,9 @@
  * private stack address fd64:<k>::2, an ip6 policy table via the path's IPv6 gateway, ip6
  * masquerade) to a kernel MPTCP server in `srv`. Checked: the plumbing, SHA-256 both ways, the
  * kernel's view (the join from path 2's IPv6 address), and that SIGTERM removes every v4 and v6
- * thing it added. Also the config checks for IPv6 (no namespace needed).
+ * thing it added. Converter mode: an IPv6 destination travels in the Convert request over the
+ * client's IPv4 paths to an mptun server (--converter, an IPv6 --allow rule), which connects on
+ * over IPv6. Also the config checks for IPv6 (no namespace needed).
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -15,6 +17,7 @@ import {
   counterDelta,
   eventually,
   labSha256,
+  loadBalancerTopology,
   mptcpCounters,
   nonZero,
   startClient,
@@ -203,4 +206,63 @@ test('SIGTERM: nothing v4 or v6 it created is left', async () => {
   assert.match(out, /"msg":"client: stopped"/);
   assert.doesNotMatch(out, /undoFailed/);
   assert.equal(hostState(t.cli), hostBefore);
+});
+
+test('converter mode: an IPv6 destination over IPv4 paths through an mptun server, SHA-256 both ways', async (tc) => {
+  const lab2 = new NetnsLab();
+  tc.after(() => lab2.cleanup());
+  const lb = loadBalancerTopology(lab2, { tag: 'cv6', servers: 1, serviceAddrs: false });
+  const s = lb.servers[0];
+  assert.ok(s);
+  const dst = 'fd77::1';
+  lab2.exec(s.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+  lab2.exec(s.ns, 'ip', '-6', 'addr', 'add', `${dst}/128`, 'dev', 'lo');
+  const dest = await startServer(lab2, s.ns, { host: dst, port: 7001, tcp: true, send: 700_000, seed: 64 });
+  const server = startMptun(lab2, s.ns, [
+    'server',
+    '--tun',
+    'mpt-c6s',
+    '--vip',
+    lb.vip.v4,
+    '--unique',
+    s.unique.v4,
+    '--converter',
+    '5124',
+    '--allow',
+    `[${dst}/128]:7001`,
+    '--drain-timeout',
+    '2',
+  ]);
+  const client = startMptun(lab2, lb.cli, [
+    'client',
+    '--tun',
+    'mpt-c6c',
+    '--intercept',
+    `${dst}/128`,
+    '--path',
+    `p1=${lb.paths[0].far.v4}`,
+    '--path',
+    `p2=${lb.paths[1].far.v4}`,
+    '--server',
+    `${lb.vip.v4}:5124`,
+    '--drain-timeout',
+    '2',
+  ]);
+  const [, ready] = await Promise.all([
+    server.waitFor(/"msg":"server: listening"/, 60_000),
+    client.waitFor(/^.*"msg":"client: intercepting".*$/m, 60_000),
+  ]);
+  assert.match(ready[0], /"addresses":\["100\.64\.1\.2","100\.64\.2\.2"\]/, 'IPv4 paths only');
+  const app = startClient(lab2, lb.cli, { host: dst, port: 7001, bytes: 900_000, seed: 63, tcp: true });
+  await app.done(60_000);
+  await dest.done(30_000);
+  assert.deepEqual(dest.connections()[0]?.received, { bytes: 900_000, sha256: labSha256(63, 900_000) });
+  assert.deepEqual(app.connections()[0]?.received, { bytes: 700_000, sha256: labSha256(64, 700_000) });
+  await client.waitFor(/"dst":"fd77::1:7001","msg":"converter connected"/);
+  await server.waitFor(/"destination":"fd77::1:7001","msg":"converter: connected"/);
+  client.child.kill('SIGTERM');
+  server.child.kill('SIGTERM');
+  assert.equal((await client.done(20_000)).code, 0, client.stderr());
+  assert.equal((await server.done(20_000)).code, 0, server.stderr());
+  assert.doesNotMatch(client.stderr(), /undoFailed/);
 });
