@@ -27,6 +27,18 @@ import type { MptcpConfig } from './types.js';
 const NEVER = Number.POSITIVE_INFINITY;
 /** The most one mapping carries (the DSS data-level length is 16 bits). */
 const MAX_MAPPING = 0xffff;
+
+/**
+ * How much of `avail` data-level bytes one mapping on `sf` covers: what its windows take now
+ * (at least a segment), in whole segments unless it is the last of the data. A segment never
+ * spans two mappings, so a mapping cut at an arbitrary window edge ends in a runt packet with a
+ * full set of headers: on a byte-counted bottleneck (tbf) ~1% of the link went to those.
+ */
+function mappingLength(sf: Subflow, avail: number): number {
+  const mss = sf.conn.mss;
+  const n = Math.min(avail, Math.max(sf.sendRoom, mss), sf.conn.maxSegmentPayload, MAX_MAPPING);
+  return n < avail && n > mss ? n - (n % mss) : n;
+}
 /** DATA_FIN retransmission (ms, doubling) until the DATA_ACK covers it. */
 const DATA_FIN_RTO_MS = 1000;
 const DATA_FIN_RETRIES = 8;
@@ -497,8 +509,7 @@ export class MptcpConnection {
       if (avail <= 0) break;
       const sf = this.fallback ? this.usableInitial() : this.scheduler.pick(this.subflows);
       if (sf === undefined) break;
-      const room = sf.sendRoom;
-      const n = Math.min(avail, Math.max(room, sf.conn.mss), sf.conn.maxSegmentPayload, MAX_MAPPING);
+      const n = mappingLength(sf, avail);
       if (n <= 0) break;
       sf.assign(start, n);
       if (re !== undefined) {
@@ -532,14 +543,8 @@ export class MptcpConnection {
     for (const sf of candidates(this.subflows)) {
       let from = Math.max(this.copiedTo.get(sf) ?? 0, this.sndUna);
       for (let guard = 0; from < this.sndNxt && guard < 10_000; guard++) {
-        const room = sf.sendRoom;
-        if (room <= 0) break;
-        const n = Math.min(
-          this.sndNxt - from,
-          Math.max(room, sf.conn.mss),
-          sf.conn.maxSegmentPayload,
-          MAX_MAPPING,
-        );
+        if (sf.sendRoom <= 0) break;
+        const n = mappingLength(sf, this.sndNxt - from);
         sf.assign(from, n);
         from += n;
         this.counters.redundantCopies++;
@@ -585,12 +590,7 @@ export class MptcpConnection {
     const from = Math.max(una, this.ortNext);
     if (from >= end) return false;
     if (fast.unacked().some((x) => x.dsn <= from && from < x.dsn + x.length)) return false;
-    const n = Math.min(
-      end - from,
-      Math.max(fast.sendRoom, fast.conn.mss),
-      fast.conn.maxSegmentPayload,
-      MAX_MAPPING,
-    );
+    const n = mappingLength(fast, end - from);
     fast.assign(from, n);
     this.ortNext = from + n;
     this.reinjectedBytes += n;
