@@ -66,7 +66,7 @@ async function chainSuite(opts: BenchOptions, suite: string, rate: number | unde
           const res = await c.iperf(chain, seconds, dir === 'down');
           runs[`${chain}-${dir}`].push({ ...res, load: l });
           process.stderr.write(
-            `bench: ${suite} ${chain} ${dir}: ${res.mbps.toFixed(0)} Mbit/s (load ${l}, retransmits ${res.retransmits})\n`,
+            `bench: ${suite} ${chain} ${dir}: ${res.mbps.toFixed(0)} Mbit/s (load ${l}, retransmits ${res.retransmits}, proxies ${(res.proxyCpuMs / (res.bytes / 1e6)).toFixed(2)} CPU ms/MB, run-queue wait ${(res.proxyWaitMs / res.wallMs).toFixed(2)} of the wall time)\n`,
           );
         }
       }
@@ -75,6 +75,10 @@ async function chainSuite(opts: BenchOptions, suite: string, rate: number | unde
     const list = (k: Key) => runs[k].map((x) => x.mbps.toFixed(0)).join(' ');
     const loads = (k: Key) => runs[k].map((x) => x.load).join(' ');
     const retrans = (k: Key) => runs[k].map((x) => x.retransmits).join(' ');
+    // The proxies' CPU per MB and their share of the wall time spent waiting for a CPU (a loaded
+    // machine shows as a large wait share: the figures then say more about the load than the code).
+    const cpuPerMB = (k: Key) => runs[k].map((x) => (x.proxyCpuMs / (x.bytes / 1e6)).toFixed(2)).join(' ');
+    const waitShare = (k: Key) => runs[k].map((x) => (x.proxyWaitMs / x.wallMs).toFixed(2)).join(' ');
     const paths = rate === undefined ? '2 unshaped veth paths' : `2 × ${rate / 1e9} Gbit/s tbf paths`;
     const dirText = { up: 'upload (iperf3 -c)', down: 'download (iperf3 -c -R)' };
     const rows: BenchRow[] = [];
@@ -90,6 +94,8 @@ async function chainSuite(opts: BenchOptions, suite: string, rate: number | unde
           runsMbps: list(`kernel-${dir}`),
           load1: loads(`kernel-${dir}`),
           retransmits: retrans(`kernel-${dir}`),
+          proxyCpuMsPerMB: cpuPerMB(`kernel-${dir}`),
+          proxyRunQueueWaitShare: waitShare(`kernel-${dir}`),
           congestion: c.kernelCongestion,
           sha256: sha.kernel,
         },
@@ -105,6 +111,8 @@ async function chainSuite(opts: BenchOptions, suite: string, rate: number | unde
           runsMbps: list(`mptun-${dir}`),
           load1: loads(`mptun-${dir}`),
           retransmits: retrans(`mptun-${dir}`),
+          proxyCpuMsPerMB: cpuPerMB(`mptun-${dir}`),
+          proxyRunQueueWaitShare: waitShare(`mptun-${dir}`),
           congestion: 'olia (mptun default)',
           sha256: sha.mptun,
         },

@@ -22,6 +22,7 @@
  * those + RELAY_OFFSET. Everything is removed by close(), also on failure.
  */
 
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
   deleteNamespaces,
@@ -81,6 +82,23 @@ export interface IperfResult {
   mbps: number;
   /** The sender's retransmissions as iperf3 reports them (cli's TCP towards the chain). */
   retransmits: number;
+  /** Bytes the receiving iperf3 counted. */
+  bytes: number;
+  /**
+   * CPU time the chain's proxy processes ran during the test, and the time they waited on a run
+   * queue for a CPU (/proc/PID/schedstat), summed over them (mptun: client and both servers;
+   * kernel: the three relays, whose kernel MPTCP work in softirq is partly charged elsewhere).
+   */
+  proxyCpuMs: number;
+  proxyWaitMs: number;
+  wallMs: number;
+}
+
+/** [ns on CPU, ns waiting on a run queue] of a process. */
+function schedstat(pid: number | undefined): [number, number] {
+  if (pid === undefined) return [0, 0];
+  const [run, wait] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ').map(Number);
+  return [run ?? 0, wait ?? 0];
 }
 
 export interface ShaResult {
@@ -315,14 +333,26 @@ export class ChainLab {
       '5000',
     ];
     if (reverse) args.push('-R');
+    const pids = (chain === 'mptun' ? [this.mptunClient, ...this.mptunServers] : this.relays).map(
+      (r) => r?.child.pid,
+    );
+    const before = pids.map(schedstat);
+    const t0 = performance.now();
     const run = start(this.lab, this.ns.cli, 'iperf3', args);
     const { code } = await run.done((seconds + 30) * 1000);
+    const wallMs = performance.now() - t0;
+    const after = pids.map(schedstat);
+    const spent = (k: 0 | 1) => after.reduce((sum, a, i) => sum + a[k] - (before[i]?.[k] ?? 0), 0) / 1e6;
     const report = json(run);
     if (code !== 0)
       throw new Error(`iperf3 through the ${chain} chain failed (${code}): ${report.error ?? run.stderr()}`);
     return {
       mbps: Number(report.end.sum_received.bits_per_second) / 1e6,
       retransmits: Number(report.end.sum_sent?.retransmits ?? 0),
+      bytes: Number(report.end.sum_received.bytes),
+      proxyCpuMs: spent(0),
+      proxyWaitMs: spent(1),
+      wallMs,
     };
   }
 
