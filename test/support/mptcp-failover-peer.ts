@@ -1,21 +1,25 @@
 /**
- * OUR stack as a process for the failover test (test/mptcp-failover.test.ts): a TUN in the
- * current namespace (start it with `ip netns exec`), the lab's deterministic payload
- * (labBytes()/labSha256() in mptcp-lab.ts), and what that test measures:
+ * OUR stack as a process for the failover tests (test/mptcp-failover.test.ts,
+ * mptcp-backup-netns.test.ts, mptcp-failover-kernel.test.ts): a TUN in the current namespace
+ * (start it with `ip netns exec`), the lab's deterministic payload (labBytes()/labSha256() in
+ * mptcp-lab.ts), and what those tests measure:
  *
- *   server --tun T --addr A [--addr B] --port P [--timeout SEC]
+ *   server --tun T --addr A [--addr B] --port P [--tick MS] [--timeout SEC]
  *       Listens with MPTCP on every --addr (no C flag: the client joins the initial address from
- *       its other one), receives one connection until EOF, then closes. Prints
+ *       its other one), receives one connection until EOF, then closes. A `tick` line (as the
+ *       client's) every --tick ms while the connection lives. Prints
  *       `result {JSON}`: bytes, SHA-256, and the largest gap between two arrivals of new bytes
  *       (wall-clock ms; `gapEndAt` is Date.now() when it ended); `gap MS END` for each gap of
  *       50 ms or more as it ends (END = Date.now()). The stack stays until stdin
  *       closes (at most 10 s more), so the client's last segments are still answered.
  *   client --tun T --addr A [--addr B] --host H --port P --local A --bytes N --seed S
- *          [--tick MS] [--timeout SEC]
- *       Connects with MPTCP from --local, sends N bytes, shuts down, waits for EOF and close, or
- *       for a `quit` line on stdin.
+ *          [--backup ADDR] [--stale-rtos N] [--tick MS] [--timeout SEC]
+ *       Connects with MPTCP from --local (--backup: that local address's subflows are MP_PRIO
+ *       backups; --stale-rtos: MptcpConfig.staleAfterRtos), sends N bytes, shuts down, waits for
+ *       EOF and close, or for a `quit` line on stdin.
  *       Every --tick ms: `tick NOW {JSON}` (NOW = Date.now(); each subflow's id, local and remote,
- *       fully established, bytes acknowledged; the path manager's counters).
+ *       fully established, backup, bytes sent, acknowledged and received; the path manager's and the
+ *       scheduler's counters).
  *       Reads stdin lines `down ADDR` / `up ADDR`: TcpStack.setAddressState, answered `state ADDR
  *       down|up NOW` (what `mptun client --path IFACE` does when the interface changes).
  * Both end with `done {JSON}` (the stack's non-zero MPTCP counters). Exits non-zero on failure.
@@ -26,10 +30,12 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { RealScheduler } from '../../src/stack/device/clock.js';
 import { openTun } from '../../src/stack/device/tun-device.js';
+import { parseAddress } from '../../src/stack/iface/address.js';
 import { TcpStack } from '../../src/stack/iface/stack.js';
 import type { TcpSocket } from '../../src/stack/iface/tcp-socket.js';
 import type { MptcpInfo } from '../../src/stack/mptcp/connection.js';
 import { mptcpCounterSet } from '../../src/stack/mptcp/counters.js';
+import type { MptcpConfig } from '../../src/stack/mptcp/types.js';
 
 const CHUNK = 1 << 20;
 
@@ -61,6 +67,8 @@ const { positionals, values: o } = parseArgs({
     bytes: { type: 'string', default: '0' },
     seed: { type: 'string', default: '0' },
     tick: { type: 'string', default: '100' },
+    backup: { type: 'string', multiple: true, default: [] },
+    'stale-rtos': { type: 'string' },
     timeout: { type: 'string', default: '40' },
   },
 });
@@ -80,6 +88,40 @@ say('up', tun.name, ...o.addr);
 
 function mptcpInfo(s: TcpSocket): MptcpInfo | undefined {
   return (s.info() as { mptcp?: MptcpInfo }).mptcp;
+}
+
+/** Every --tick ms, a `tick` line: the connection's subflows and the stack's counters. */
+function ticking(s: TcpSocket): NodeJS.Timeout {
+  return setInterval(() => {
+    const m = mptcpInfo(s);
+    const c = stack.stats().mptcp;
+    const subflows = (m?.subflows ?? []).map((f) => ({
+      id: f.id,
+      local: f.local,
+      remote: f.remote,
+      est: f.fullyEstablished,
+      backup: f.backup,
+      state: f.info.state,
+      sent: f.info.bytesSent,
+      acked: f.info.bytesAcked,
+      rx: f.info.bytesReceived,
+    }));
+    const pm =
+      c === undefined
+        ? {}
+        : {
+            SubflowStale: c.SubflowStale,
+            SubflowRecover: c.SubflowRecover,
+            backupTakeover: c.backupTakeover,
+            staleSubflowsReplaced: c.staleSubflowsReplaced,
+            joinRetries: c.joinRetries,
+            subflowsRecreated: c.subflowsRecreated,
+            RmAddrTx: c.RmAddrTx,
+            RmSubflow: c.RmSubflow,
+            reinjectedBytes: c.reinjectedBytes,
+          };
+    say('tick', Date.now(), JSON.stringify({ subflows, pm }));
+  }, Number(o.tick));
 }
 
 function closed(s: TcpSocket): Promise<void> {
@@ -106,6 +148,7 @@ async function server(): Promise<void> {
     say('listening', port);
   });
   const done = closed(s);
+  const tick = ticking(s);
   const hash = createHash('sha256');
   let bytes = 0;
   let last: number | undefined;
@@ -127,6 +170,7 @@ async function server(): Promise<void> {
   });
   s.end();
   await done;
+  clearInterval(tick);
   say('result', JSON.stringify({ bytes, sha256: hash.digest('hex'), maxGapMs, gapEndAt }));
   // The stack (its TIME-WAIT and last ACKs) stays until the test is done with the client: stdin
   // closes (or 10 s pass).
@@ -142,37 +186,18 @@ async function server(): Promise<void> {
 
 async function client(): Promise<void> {
   if (o.host === undefined || o.local === undefined) fail('--host and --local are required');
-  const s = stack.connect({ host: o.host, port, localAddress: o.local, allowHalfOpen: true, mptcp: true });
+  const mptcp: Partial<MptcpConfig> = {
+    backupAddresses: o.backup.map((a) => parseAddress(a)),
+    ...(o['stale-rtos'] === undefined ? {} : { staleAfterRtos: Number(o['stale-rtos']) }),
+  };
+  const s = stack.connect({ host: o.host, port, localAddress: o.local, allowHalfOpen: true, mptcp });
   const done = closed(s);
   await new Promise<void>((resolve, reject) => {
     s.once('connect', () => resolve());
     s.once('error', reject);
   });
   say('connected', s.localAddress, s.localPort);
-  const tick = setInterval(() => {
-    const m = mptcpInfo(s);
-    const c = stack.stats().mptcp;
-    const subflows = (m?.subflows ?? []).map((f) => ({
-      id: f.id,
-      local: f.local,
-      remote: f.remote,
-      est: f.fullyEstablished,
-      state: f.info.state,
-      acked: f.info.bytesAcked,
-    }));
-    const pm =
-      c === undefined
-        ? {}
-        : {
-            SubflowStale: c.SubflowStale,
-            staleSubflowsReplaced: c.staleSubflowsReplaced,
-            joinRetries: c.joinRetries,
-            subflowsRecreated: c.subflowsRecreated,
-            RmAddrTx: c.RmAddrTx,
-            RmSubflow: c.RmSubflow,
-          };
-    say('tick', Date.now(), JSON.stringify({ subflows, pm }));
-  }, Number(o.tick));
+  const tick = ticking(s);
   const input = createInterface({ input: process.stdin });
   let onQuit: () => void = () => undefined;
   const quit = new Promise<void>((resolve) => {
