@@ -224,13 +224,14 @@ export class MptunClient {
   }
 
   private pathChanged(path: ClientPath, now: PathState, before: PathState): void {
-    const families: [string, boolean, boolean][] = [[path.address, now.v4, before.v4]];
-    if (path.address6 !== undefined) families.push([path.address6, now.v6, before.v6]);
+    const families: [string, boolean, boolean, 4 | 6][] = [[path.address, now.v4, before.v4, 4]];
+    if (path.address6 !== undefined) families.push([path.address6, now.v6, before.v6, 6]);
     const changed = families.filter(([, n, b]) => n !== b);
     if (changed.length === 0) return;
-    if (changed.some(([, n]) => n)) {
+    const back = changed.filter(([, n]) => n).map(([, , , f]) => f);
+    if (back.length > 0) {
       try {
-        const routes = this.plumbing?.restorePath(path.iface) ?? [];
+        const routes = this.plumbing?.restorePath(path.iface, back) ?? [];
         this.log.info({ iface: path.iface, routes }, 'client: path route restored');
       } catch (err) {
         this.log.warn(

@@ -238,14 +238,15 @@ export class ClientPlumbing {
   }
 
   /**
-   * Puts the table routes of `iface`'s path back (`ip route replace`: the kernel deleted them when
-   * the interface went down). Returns the routes restored; a failure is thrown (the caller logs it).
+   * Puts the table routes of `iface`'s path back, of the families given (`ip route replace`: the
+   * kernel deleted them when the interface went down). Returns the routes restored; a failure is
+   * thrown (the caller logs it).
    */
-  restorePath(iface: string): string[] {
+  restorePath(iface: string, families: readonly (4 | 6)[] = [4, 6]): string[] {
     const entry = this.paths.find((p) => p.path.iface === iface);
     if (entry === undefined) return [];
     const restored: string[] = [];
-    for (const family of [4, 6] as const) {
+    for (const family of families) {
       const spec = tableRoute(entry.path, entry.table, family);
       if (spec === undefined) continue;
       ip(undefined, `-${family}`, 'route', 'replace', ...spec);
