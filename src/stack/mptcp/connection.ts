@@ -227,6 +227,11 @@ export class MptcpConnection {
     return expandDsn32(Number(dsn), dsnAdd(this.remoteIdsn, 1 + this.rcvNxt));
   }
 
+  /** Every byte is given to a subflow and our DATA_FIN is not DATA_ACKed yet: pure ACKs carry it. */
+  get dataFinDue(): boolean {
+    return this.finQueued && !this.finAcked && this.sndNxt === this.finOffset();
+  }
+
   /**
    * The DSS every segment carries: DATA_ACK, and on segments without data the DATA_FIN while it
    * is due (a mapping of its own: SSN 0, length 1, RFC 8684 §3.3.3).
@@ -240,7 +245,7 @@ export class MptcpConnection {
       dsn64: false,
       dataAck: ack & 0xffff_ffffn,
     };
-    if (withFin && this.finQueued && !this.finAcked && this.sndNxt === this.finOffset()) {
+    if (withFin && this.dataFinDue) {
       dss.dataFin = true;
       dss.dsn64 = true;
       const dsn = this.wireDsn(this.finOffset());
@@ -362,6 +367,10 @@ export class MptcpConnection {
     // Both DATA_FINs are through: close every subflow in order.
     for (const sf of this.subflows) sf.handle?.conn.shutdown();
     for (const sf of this.subflows) sf.handle?.kick();
+    // RFC 8684 §3.3.3: the connection is closed once both DATA_FINs are DATA_ACKed. Its subflows'
+    // FIN exchanges and TIME-WAIT go on without it (they still carry the DATA_ACK), as Linux's
+    // msk closes without waiting for its subflows.
+    this.closeWith(undefined);
   }
 
   // ------------------------------------------------------------ application side

@@ -337,6 +337,14 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
         this.ackWanted = true;
         this.handle?.kick();
       }
+      // The DATA_FIN goes on pure ACKs: right behind this subflow's last queued byte, one more
+      // (else, when every subflow still had data queued as it became due, it waited for its
+      // retransmission timer, 1 s).
+      const end = seqAdd(h.seqNumber, payloadLength);
+      if (mp.dataFinDue && this.tx !== undefined && seqDiff(this.tx.end, end) <= 0) {
+        this.ackWanted = true;
+        this.handle?.kick();
+      }
       return;
     }
     // A pure ACK: a pending signal goes alone (as Linux sends ADD_ADDR), else DATA_ACK (+ DATA_FIN).
