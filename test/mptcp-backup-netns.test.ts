@@ -20,6 +20,7 @@ import {
   failoverPeer,
   linkDown,
   linkUp,
+  result0,
   shapePaths,
   stallBetween,
   type Tick,
@@ -112,8 +113,7 @@ test('backup path: idle while the regular works, takes over at its failure, idle
     regularLater: sum(from(idleEnd, c1), 'acked'),
   };
 
-  const res = await server.waitFor(/^result (.*)$/m, 90_000);
-  const r = JSON.parse(res[1]!) as { bytes: number; sha256: string };
+  const r = await result0(server, 90_000);
   client.child.stdin!.write('quit\n');
   assert.equal((await client.done(20_000)).code, 0, client.stderr());
   server.child.stdin!.end();

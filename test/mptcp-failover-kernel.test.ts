@@ -1,6 +1,6 @@
 /**
  * Failover against the Linux kernel's MPTCP (issue 7, must-show 5): our client (a TUN stack in
- * `cli`, mptcp-failover-peer.ts) → a kernel MPTCP server in `srv` (C flag via
+ * `cli`, mptcp-user-peer.ts) → a kernel MPTCP server in `srv` (C flag via
  * allow_join_initial_addr_port=0, a signal endpoint on its path-2 address; kernel-gap-server.py
  * receives the lab's seeded payload, hashes it and prints each gap in delivered bytes). Both
  * paths are shaped to 25 Mbit/s with tbf. Our client joins the announced address from both of
@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import {
   doneCounters,
   failoverPeer,
+  gaps,
   linkDown,
   linkUp,
   shapePaths,
@@ -100,7 +101,7 @@ test('our client → kernel MPTCP server: path 2 down mid-transfer (stall), back
   const res = await server.waitFor(/^result (.*)$/m, 90_000);
   const r = JSON.parse(res[1]!) as { bytes: number; sha256: string; maxGapMs: number };
   // Our client has the kernel's DATA_FIN once the server closed; `quit` if it still waits.
-  const finished = await client.waitFor(/^finished /m, 20_000).then(
+  const finished = await client.waitFor(/^result 0 /m, 20_000).then(
     () => true,
     () => false,
   );
@@ -111,7 +112,7 @@ test('our client → kernel MPTCP server: path 2 down mid-transfer (stall), back
   const stall = stallBetween(server, downAt, upAt);
   const report = [
     `${Math.round((Date.now() - t0) / 1000)} s in all`,
-    `path 2 down ${upAt - downAt} ms: stall at the kernel server ${stall} ms (largest gap of the whole transfer ${Math.round(r.maxGapMs)} ms)`,
+    `path 2 down ${upAt - downAt} ms: stall at the kernel server ${stall} ms (largest gap of the whole transfer ${Math.round(r.maxGapMs)} ms; gaps >= 50 ms as [ms, end - downAt]: ${JSON.stringify(gaps(server).map((g) => [g.ms, g.end - downAt]))})`,
     `link up: a re-created subflow carried data ${back.at - upAt} ms after`,
     `kernel MPJoinAckRx ${joinsBeforeUp} -> ${joinsAfter}; kernel subflows from ${c2}: ${JSON.stringify(kernelSubflows.filter((s) => s.peer.addr === c2).map((s) => [s.peer.port, s.bytesReceived]))} (old ports ${[...oldPorts]})`,
     `our client ${JSON.stringify(clientMib)}`,

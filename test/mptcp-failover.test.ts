@@ -14,7 +14,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { doneCounters, failoverPeer, gaps, result0 } from './support/failover-lab.js';
 import { labSha256, twoPathTopology } from './support/mptcp-lab.js';
 import {
   plumbUserClient,
@@ -23,9 +23,8 @@ import {
   userServerAddr,
 } from './support/mptcp-user-lab.js';
 import { NetnsLab } from './support/netns.js';
-import { type Run, start } from './support/perf-lab.js';
+import type { Run } from './support/perf-lab.js';
 
-const PEER = fileURLToPath(new URL('./support/mptcp-failover-peer.ts', import.meta.url));
 const lab = new NetnsLab();
 after(() => lab.cleanup());
 
@@ -36,21 +35,15 @@ interface Tick {
 }
 
 function ticks(run: Run): Tick[] {
-  return [...run.stdout().matchAll(/^tick (\d+) (.*)$/gm)].map((m) => ({
+  return [...run.stdout().matchAll(/^tick 0 (\d+) (.*)$/gm)].map((m) => ({
     at: Number(m[1]),
     ...(JSON.parse(m[2]!) as Omit<Tick, 'at'>),
   }));
 }
 
+/** Our stack (mptcp-user-peer.ts with its failover options: failover-lab.ts). */
 function peer(ns: string, role: 'client' | 'server', args: string[]): Run {
-  return start(lab, ns, process.execPath, [
-    '--heap-growing-percent=1000',
-    '--import',
-    'tsx',
-    PEER,
-    role,
-    ...args,
-  ]);
+  return failoverPeer(lab, ns, role, args);
 }
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -142,8 +135,7 @@ test('failover: a link down mid-transfer, then back; an address marked down, the
   assert.ok(again.at - addrUpAt <= 2000, addrReport);
 
   // The transfer completes, SHA-256 equal; the stall at the link's failure.
-  const res = await server.waitFor(/^result (.*)$/m, 60_000);
-  const r = JSON.parse(res[1]!) as { bytes: number; sha256: string; maxGapMs: number; gapEndAt: number };
+  const r = await result0(server, 60_000);
   // The server has every byte; the connection's own end is not what this test is about (see the
   // report: our two stacks in namespaces can take seconds over the last DATA_FIN).
   client.child.stdin!.write('quit\n');
@@ -152,14 +144,15 @@ test('failover: a link down mid-transfer, then back; an address marked down, the
   server.child.stdin!.end();
   const srvDone = await server.done(15_000);
   assert.equal(srvDone.code, 0, server.stderr());
-  const serverMib = JSON.parse(/^done (.*)$/m.exec(server.stdout())![1]!) as Record<string, number>;
-  const clientMib = JSON.parse(/^done (.*)$/m.exec(client.stdout())![1]!) as Record<string, number>;
+  const serverMib = doneCounters(server);
+  const clientMib = doneCounters(client);
   // The stall the link's failure caused: the largest gap that ended while it was down or soon after.
-  const gaps = [...server.stdout().matchAll(/^gap (\d+) (\d+)$/gm)].map((g) => ({
-    ms: Number(g[1]),
-    end: Number(g[2]),
-  }));
-  const stall = Math.max(0, ...gaps.filter((g) => g.end >= downAt && g.end <= upAt + 1000).map((g) => g.ms));
+  const stall = Math.max(
+    0,
+    ...gaps(server)
+      .filter((g) => g.end >= downAt && g.end <= upAt + 1000)
+      .map((g) => g.ms),
+  );
   const report = `${Math.round((Date.now() - t0) / 1000)} s in all; stall at the link's failure ${stall} ms; largest gap in delivered bytes ${Math.round(r.maxGapMs)} ms (ended ${r.gapEndAt - downAt} ms after the link went down); client ${JSON.stringify(clientMib)}; server RmAddr ${serverMib.RmAddr}`;
   t.diagnostic(report);
   assert.equal(r.bytes, size);

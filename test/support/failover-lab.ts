@@ -1,15 +1,17 @@
 /**
- * What the namespace failover tests share (mptcp-backup-netns.test.ts, mptcp-failover-kernel.test.ts):
- * starting our stack's failover peer (mptcp-failover-peer.ts, see its docstring for the lines it
- * prints), reading its `tick`, `gap` and `done` lines, tbf on both ends of both paths, and taking
- * a path's link down and up again.
+ * What the namespace failover tests share (mptcp-failover.test.ts, mptcp-backup-netns.test.ts,
+ * mptcp-failover-kernel.test.ts): starting our stack's peer (mptcp-user-peer.ts with its failover
+ * options, see its docstring for the lines it prints), reading its `tick`, `gap`, `result` and
+ * `done` lines for connection 0, tbf on both ends of both paths, and taking a path's link down
+ * and up again.
  */
 import { fileURLToPath } from 'node:url';
 import type { TwoPathLab } from './mptcp-lab.js';
+import type { UserDone, UserResult } from './mptcp-user-lab.js';
 import type { NetnsLab } from './netns.js';
 import { type Run, start } from './perf-lab.js';
 
-export const FAILOVER_PEER = fileURLToPath(new URL('./mptcp-failover-peer.ts', import.meta.url));
+export const USER_PEER = fileURLToPath(new URL('./mptcp-user-peer.ts', import.meta.url));
 
 export interface TickSubflow {
   id: number;
@@ -28,20 +30,26 @@ export interface Tick {
   pm: Record<string, number>;
 }
 
-/** Our stack as a failover peer in `ns` (the heap flag as bin/mptun.js sets it). */
+/**
+ * Our stack as a peer in `ns` with the failover options: stdin control, a tick every 100 ms, and
+ * the gaps a server sees (the heap flag as bin/mptun.js sets it). A server runs without C flag.
+ */
 export function failoverPeer(lab: NetnsLab, ns: string, role: 'client' | 'server', args: string[]): Run {
   return start(lab, ns, process.execPath, [
     '--heap-growing-percent=1000',
     '--import',
     'tsx',
-    FAILOVER_PEER,
+    USER_PEER,
     role,
+    '--control',
+    ...['--tick', '100'],
+    ...(role === 'server' ? ['--gaps', '--no-cflag'] : []),
     ...args,
   ]);
 }
 
 export function ticks(run: Run): Tick[] {
-  return [...run.stdout().matchAll(/^tick (\d+) (.*)$/gm)].map((m) => ({
+  return [...run.stdout().matchAll(/^tick 0 (\d+) (.*)$/gm)].map((m) => ({
     at: Number(m[1]),
     ...(JSON.parse(m[2]!) as Omit<Tick, 'at'>),
   }));
@@ -75,12 +83,22 @@ export async function tickWhere(
   }
 }
 
-/** Each `gap MS END` line (a gap of 50 ms or more in delivered bytes, END = Date.now()). */
+/** Each `gap 0 MS END` line (a gap of 50 ms or more in delivered bytes, END = Date.now()). */
 export function gaps(run: Run): { ms: number; end: number }[] {
-  return [...run.stdout().matchAll(/^gap (\d+) (\d+)$/gm)].map((g) => ({
+  return [...run.stdout().matchAll(/^gap 0 (\d+) (\d+)$/gm)].map((g) => ({
     ms: Number(g[1]),
     end: Number(g[2]),
   }));
+}
+
+/** Connection 0's `result` line: what it received, and the largest gap (waits for it). */
+export async function result0(
+  run: Run,
+  timeoutMs: number,
+): Promise<{ bytes: number; sha256: string; maxGapMs: number; gapEndAt: number }> {
+  const m = await run.waitFor(/^result 0 (.*)$/m, timeoutMs);
+  const r = JSON.parse(m[1]!) as UserResult;
+  return { ...r.received, maxGapMs: r.maxGapMs, gapEndAt: r.gapEndAt };
 }
 
 /** The largest gap that ended in [from, to]: the stall a failure caused. */
@@ -96,7 +114,7 @@ export function stallBetween(run: Run, from: number, to: number): number {
 /** `done {JSON}`: the stack's non-zero MPTCP counters. */
 export function doneCounters(run: Run): Record<string, number> {
   const m = /^done (.*)$/m.exec(run.stdout());
-  return m === null ? {} : (JSON.parse(m[1]!) as Record<string, number>);
+  return m === null ? {} : ((JSON.parse(m[1]!) as UserDone).mptcp ?? {});
 }
 
 /** tbf on both ends of both paths (qdiscs go with the namespaces). */

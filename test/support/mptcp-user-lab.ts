@@ -117,6 +117,9 @@ export interface UserResult {
   sent: { bytes: number; sha256: string };
   received: { bytes: number; sha256: string };
   ms: number;
+  /** The largest gap between two arrivals of new bytes (ms), and Date.now() when it ended. */
+  maxGapMs: number;
+  gapEndAt: number;
   atEof: MptcpInfo | undefined;
   atClose: MptcpInfo | undefined;
   state: string;

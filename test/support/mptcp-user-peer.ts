@@ -5,13 +5,28 @@
  * mptcp-peer.py sends, labBytes()/labSha256() in mptcp-lab.ts).
  *
  *   client --tun T --addr A [--addr B ...] --host H --port P --bytes N --seed S
- *          [--local A] [--tcp] [--checksum] [--offload] [--timeout SEC]
+ *          [--local A] [--tcp] [--checksum] [--offload] [--timeout SEC] [FAILOVER OPTIONS]
  *       Connects (MPTCP unless --tcp) from --local (default: the first --addr of H's family),
  *       sends N deterministic bytes, shuts down writing, receives until EOF, closes.
  *   server --tun T --addr A [--addr B ...] --port P [--announce A ...] [--no-cflag] [--tcp]
- *          [--checksum] [--offload] [--conns N] [--send N --seed S] [--timeout SEC]
+ *          [--checksum] [--offload] [--conns N] [--send N --seed S] [--timeout SEC] [FAILOVER OPTIONS]
  *       Listens on every --addr (MPTCP unless --tcp: C flag on unless --no-cflag, ADD_ADDR of
  *       each --announce), receives each connection until EOF, sends N bytes back, closes.
+ *
+ * FAILOVER OPTIONS (what test/mptcp-failover.test.ts, mptcp-backup-netns.test.ts and
+ * mptcp-failover-kernel.test.ts measure):
+ *   --backup ADDR      that local address's subflows are MP_PRIO backups (MptcpConfig.backupAddresses)
+ *   --stale-rtos N     MptcpConfig.staleAfterRtos
+ *   --tick MS          `tick I NOW {JSON}` every MS ms while connection I runs (NOW = Date.now();
+ *                      each subflow's id, local and remote, fully established, backup, bytes sent,
+ *                      acknowledged and received; the path manager's and the scheduler's counters)
+ *   --gaps             `gap I MS END` each time new bytes arrive 50 ms or more after the previous
+ *                      ones (END = Date.now()); the result has maxGapMs and gapEndAt either way
+ *   --control          stdin lines: `down ADDR` / `up ADDR` (TcpStack.setAddressState, answered
+ *                      `state ADDR down|up NOW`: what `mptun client --path IFACE` does when the
+ *                      interface changes) and `quit` (stop waiting for the connections' end:
+ *                      `quit NOW`, no result lines); a server then stays until stdin closes (at
+ *                      most 10 s), so it still answers the client's last segments
  *
  * Each --addr is routed into the TUN (`ip route replace A dev T`), so the namespace's kernel
  * forwards what is addressed to it; the TUN and its routes go when the process ends.
@@ -32,6 +47,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { RealScheduler } from '../../src/stack/device/clock.js';
 import { openTun } from '../../src/stack/device/tun-device.js';
@@ -81,6 +97,11 @@ const { positionals, values: o } = parseArgs({
     offload: { type: 'boolean', default: false },
     timeout: { type: 'string', default: '60' },
     progress: { type: 'string', default: String(8 << 20) },
+    backup: { type: 'string', multiple: true, default: [] },
+    'stale-rtos': { type: 'string' },
+    tick: { type: 'string', default: '0' },
+    gaps: { type: 'boolean', default: false },
+    control: { type: 'boolean', default: false },
   },
 });
 const role = positionals[0];
@@ -105,6 +126,8 @@ const mptcp: Partial<MptcpConfig> | false = o.tcp
   ? false
   : {
       checksum: o.checksum,
+      backupAddresses: o.backup.map((a) => parseAddress(a)),
+      ...(o['stale-rtos'] === undefined ? {} : { staleAfterRtos: Number(o['stale-rtos']) }),
       ...(role === 'server'
         ? { cFlag: !o['no-cflag'], announce: o.announce.map((a) => ({ address: parseAddress(a) })) }
         : {}),
@@ -125,6 +148,9 @@ interface Result {
   sent: { bytes: number; sha256: string };
   received: { bytes: number; sha256: string };
   ms: number;
+  /** The largest gap between two arrivals of new bytes (ms), and Date.now() when it ended. */
+  maxGapMs: number;
+  gapEndAt: number;
   atEof: MptcpInfo | undefined;
   atClose: MptcpInfo | undefined;
   state: string;
@@ -152,8 +178,19 @@ async function run(i: number, s: TcpSocket, sendBytes: number, sendFirst: boolea
     s.once('close', () => resolve());
     s.once('error', (err) => reject(err));
   });
+  const tick = Number(o.tick) > 0 ? ticking(i, s) : undefined;
+  let last: number | undefined;
+  let maxGapMs = 0;
+  let gapEndAt = 0;
   const eof = new Promise<void>((resolve) => {
     s.on('data', (d: Buffer) => {
+      const now = performance.now();
+      if (last !== undefined && now - last > maxGapMs) {
+        maxGapMs = now - last;
+        gapEndAt = Date.now();
+      }
+      if (o.gaps && last !== undefined && now - last >= 50) say('gap', i, Math.round(now - last), Date.now());
+      last = now;
       rx.update(d);
       received += d.length;
       progress();
@@ -186,25 +223,41 @@ async function run(i: number, s: TcpSocket, sendBytes: number, sendFirst: boolea
     return sha;
   };
   let sentSha: string;
-  if (sendFirst) {
-    sentSha = await send();
-    await eof;
-  } else {
-    await eof;
-    sentSha = await send();
+  const whole = async () => {
+    if (sendFirst) {
+      sentSha = await send();
+      await eof;
+    } else {
+      await eof;
+      sentSha = await send();
+    }
+    const rxSha = rx.digest('hex');
+    say('received', i, received, rxSha);
+    await closed;
+    return rxSha;
+  };
+  const how = await Promise.race([whole(), quit.then(() => undefined)]);
+  if (tick !== undefined) clearInterval(tick);
+  if (how === undefined) {
+    // Given up with the stack: its reset is expected, and said.
+    closed.then(
+      () => say('closed-after-quit', i),
+      (e: Error & { code?: string }) => say('reset-after-quit', i, e.code ?? e.message),
+    );
+    return;
   }
-  const rxSha = rx.digest('hex');
-  say('received', i, received, rxSha);
-  await closed;
+  const rxSha = how;
   const ms = performance.now() - t0;
   // The stream closed; the connection may still be acknowledging the last DATA_FIN. No event
   // says when it is gone, so look a bounded number of times.
   for (let k = 0; k < 200 && s.state !== 'closed'; k++) await new Promise((r) => setTimeout(r, 10));
   say('closed', i, s.state);
   const result: Result = {
-    sent: { bytes: sendBytes, sha256: sentSha },
+    sent: { bytes: sendBytes, sha256: sentSha! },
     received: { bytes: received, sha256: rxSha },
     ms,
+    maxGapMs,
+    gapEndAt,
     atEof,
     atClose: structuredClone(mptcpInfo(s)),
     state: s.state,
@@ -212,7 +265,72 @@ async function run(i: number, s: TcpSocket, sendBytes: number, sendFirst: boolea
   say('result', i, JSON.stringify(result));
 }
 
+/** Every --tick ms, a `tick` line: connection i's subflows and the stack's counters. */
+function ticking(i: number, s: TcpSocket): NodeJS.Timeout {
+  return setInterval(() => {
+    const m = mptcpInfo(s);
+    const c = stack.stats().mptcp;
+    const subflows = (m?.subflows ?? []).map((f) => ({
+      id: f.id,
+      local: f.local,
+      remote: f.remote,
+      est: f.fullyEstablished,
+      backup: f.backup,
+      state: f.info.state,
+      sent: f.info.bytesSent,
+      acked: f.info.bytesAcked,
+      rx: f.info.bytesReceived,
+    }));
+    const pm =
+      c === undefined
+        ? {}
+        : {
+            SubflowStale: c.SubflowStale,
+            SubflowRecover: c.SubflowRecover,
+            backupTakeover: c.backupTakeover,
+            staleSubflowsReplaced: c.staleSubflowsReplaced,
+            joinRetries: c.joinRetries,
+            subflowsRecreated: c.subflowsRecreated,
+            RmAddrTx: c.RmAddrTx,
+            RmSubflow: c.RmSubflow,
+            reinjectedBytes: c.reinjectedBytes,
+          };
+    say('tick', i, Date.now(), JSON.stringify({ subflows, pm }));
+  }, Number(o.tick));
+}
+
+/** --control: stdin lines (see the file comment); `quit` resolves this. */
+let onQuit: () => void = () => undefined;
+const quit = new Promise<void>((resolve) => {
+  onQuit = resolve;
+});
+const stdinEnd = o.control
+  ? new Promise<void>((resolve) => process.stdin.once('end', () => resolve()))
+  : Promise.resolve();
+const input = o.control ? createInterface({ input: process.stdin }) : undefined;
+if (input !== undefined) {
+  input.on('line', (line) => {
+    const words = line.trim().split(/\s+/);
+    if (words[0] === 'quit') {
+      say('quit', Date.now());
+      onQuit();
+      return;
+    }
+    const [cmd, addr] = words;
+    if ((cmd !== 'down' && cmd !== 'up') || addr === undefined) fail(`bad command: ${line}`);
+    stack.setAddressState(addr, cmd);
+    say('state', addr, cmd, Date.now());
+  });
+}
+
 async function finish(): Promise<void> {
+  if (input !== undefined && role === 'server') {
+    // The stack (its TIME-WAIT and last ACKs) stays until the test is done with the client.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([stdinEnd, new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+    clearTimeout(timer);
+  }
+  input?.close();
   const st = stack.stats();
   const report = {
     mptcp: st.mptcp === undefined ? undefined : mptcpCounterSet.nonZero(st.mptcp),
