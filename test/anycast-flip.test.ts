@@ -52,7 +52,7 @@ const REPLY_SEED = 83;
 let t: LbLab;
 let client: Run;
 const servers: Run[] = [];
-const backends: Record<'mptun' | 'plain', Run> = {} as Record<'mptun' | 'plain', Run>;
+let backend: Run;
 const captures: Capture[] = [];
 
 function flipPeer(ns: string, args: string[]): Run {
@@ -99,25 +99,20 @@ before(async () => {
       ]),
     );
   }
-  // The backends on s1, where the VIP is routed first (nothing reaches s2 as a connection).
-  for (const [k, x] of [
-    ['mptun', MPTUN],
-    ['plain', PLAIN],
-  ] as const) {
-    backends[k] = flipPeer(t.servers[0]!.ns, [
-      'server',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(x.backend),
-      '--progress',
-      String(PAUSE_AT),
-      '--send',
-      String(REPLY),
-      '--seed',
-      String(REPLY_SEED),
-    ]);
-  }
+  // The backends (one process, a port each) on s1, where the VIP is routed first (nothing
+  // reaches s2 as a connection).
+  backend = flipPeer(t.servers[0]!.ns, [
+    'server',
+    '--host',
+    '127.0.0.1',
+    ...[MPTUN, PLAIN].flatMap((x) => ['--port', String(x.backend)]),
+    '--progress',
+    String(PAUSE_AT),
+    '--send',
+    String(REPLY),
+    '--seed',
+    String(REPLY_SEED),
+  ]);
   client = startMptun(lab, t.cli, [
     'client',
     '--tun',
@@ -134,7 +129,7 @@ before(async () => {
   await Promise.all([
     ...servers.map((s) => s.waitFor(/"msg":"server: listening"/, 30_000)),
     client.waitFor(/"msg":"client: intercepting"/, 30_000),
-    ...Object.values(backends).map((b) => b.waitFor(/^listening /m, 30_000)),
+    ...[MPTUN, PLAIN].map((x) => backend.waitFor(new RegExp(`^listening \\S+ ${x.backend}$`, 'm'), 30_000)),
   ]);
 });
 
@@ -177,8 +172,7 @@ test('anycast flip mid-transfer: mptun completes with SHA-256 equal, plain TCP b
   const plainPort = Number((await plain.waitFor(/^connected \S+ (\d+)$/m))[1]);
 
   // Mid-transfer: a MiB of each delivered to its backend, the apps holding the rest.
-  await backends.mptun.waitFor(/^progress 0 /m, 30_000);
-  await backends.plain.waitFor(/^progress 0 /m, 30_000);
+  for (const x of [MPTUN, PLAIN]) await backend.waitFor(new RegExp(`^progress ${x.backend} 0 `, 'm'), 30_000);
   // Both joins of the mptun connection answered by s1's unique address (their SYN/ACKs on lb's link).
   for (const p of t.paths) {
     const re = new RegExp(
@@ -196,12 +190,15 @@ test('anycast flip mid-transfer: mptun completes with SHA-256 equal, plain TCP b
   // Plain TCP: reset by the site that now holds the VIP.
   assert.equal(p.code, 3, plain.stdout() + plain.stderr());
   assert.match(plain.stdout(), /^error (ECONNRESET|EPIPE) /m, plain.stdout());
-  assert.doesNotMatch(backends.plain.stdout(), /^received /m);
+  assert.doesNotMatch(backend.stdout(), new RegExp(`^received ${PLAIN.backend} `, 'm'));
   // mptun: every byte both ways.
   assert.equal(m.code, 0, viaMptun.stdout() + viaMptun.stderr());
   assert.match(viaMptun.stdout(), new RegExp(`^sent ${SIZE} ${labSha256(MPTUN.seed, SIZE)}$`, 'm'));
   assert.match(viaMptun.stdout(), new RegExp(`^received ${REPLY} ${labSha256(REPLY_SEED, REPLY)}$`, 'm'));
-  await backends.mptun.waitFor(new RegExp(`^received 0 ${SIZE} ${labSha256(MPTUN.seed, SIZE)}$`, 'm'), 5_000);
+  await backend.waitFor(
+    new RegExp(`^received ${MPTUN.backend} 0 ${SIZE} ${labSha256(MPTUN.seed, SIZE)}$`, 'm'),
+    5_000,
+  );
 
   // Our client: the connection closed cleanly; at its end its subflows were the joins to s1's
   // unique address, one from each path (the initial one, to the VIP, was reset by s2).

@@ -4,21 +4,22 @@
  * the upload, so the test can change the network while a connection is mid-transfer and then let
  * it go on. Run with `node --import tsx flip-peer.ts ...` inside a namespace.
  *
- *   server --host H --port P --progress N --send N --seed S
- *       Serves connections concurrently: receives to EOF, then sends N seeded bytes and ends.
+ *   server --host H --port P [--port P2 ...] --progress N --send N --seed S
+ *       Listens on each port; serves connections concurrently: receives to EOF, then sends N
+ *       seeded bytes and ends.
  *   client --host H --port P [--bind A] --bytes N --seed S --pause-at N [--timeout SEC]
  *       Connects (from A if given), writes the first --pause-at bytes of the stream, says
  *       `paused`, waits for a line on stdin, writes the rest, shuts down writing and reads the
  *       reply to EOF.
  *
- * One line per step on stdout (I: the server's connection index):
+ * One line per step on stdout (server: PORT is the listening port, I the connection's index on it):
  *   listening HOST PORT                         connected LOCALHOST LOCALPORT
- *   accepted I PEERHOST PEERPORT                paused NBYTES
- *   progress I NBYTES   (once, when N arrived)  sent NBYTES SHA256
- *   received I NBYTES SHA256                    received NBYTES SHA256
- *   sent I NBYTES SHA256                        closed
- *   closed I
- *   error I CODE MESSAGE                        error CODE MESSAGE    (the client then exits 3)
+ *   accepted PORT I PEERHOST PEERPORT           paused NBYTES
+ *   progress PORT I NBYTES (once, N arrived)    sent NBYTES SHA256
+ *   received PORT I NBYTES SHA256               received NBYTES SHA256
+ *   sent PORT I NBYTES SHA256                   closed
+ *   closed PORT I
+ *   error PORT I CODE MESSAGE                   error CODE MESSAGE    (the client then exits 3)
  * The server keeps serving after a connection's error; it runs until killed.
  */
 import { createHash } from 'node:crypto';
@@ -39,7 +40,7 @@ const { positionals, values: o } = parseArgs({
   allowPositionals: true,
   options: {
     host: { type: 'string' },
-    port: { type: 'string' },
+    port: { type: 'string', multiple: true, default: [] },
     bind: { type: 'string' },
     bytes: { type: 'string', default: '0' },
     seed: { type: 'string', default: '0' },
@@ -51,16 +52,19 @@ const { positionals, values: o } = parseArgs({
 });
 
 const host = o.host ?? '';
-const port = Number(o.port);
 const seed = Number(o.seed);
 
 function serve(): void {
   const send = Number(o.send);
   const progress = Number(o.progress);
   const reply = labBytes(seed, send);
+  for (const port of o.port.map(Number)) listenOn(port, progress, send, reply);
+}
+
+function listenOn(port: number, progress: number, send: number, reply: Buffer): void {
   let next = 0;
   const server = createServer({ allowHalfOpen: true }, (s: Socket) => {
-    const i = next++;
+    const i = `${port} ${next++}`;
     say('accepted', i, s.remoteAddress ?? '', s.remotePort ?? 0);
     const h = createHash('sha256');
     let n = 0;
@@ -97,7 +101,7 @@ function client(): void {
   );
   const s = tcpConnect({
     host,
-    port,
+    port: Number(o.port[0]),
     allowHalfOpen: true,
     ...(o.bind === undefined ? {} : { localAddress: o.bind }),
   });
