@@ -5,8 +5,10 @@
  * kernel gets REMOVE_ADDR (MPTcpExt RmAddr) and drops that path's subflow, and the bytes sent
  * meanwhile arrive over path 1. The link comes back: the client restores path 2's table route
  * (the kernel deleted it with the link) and joins again (MPJoinSynRx; ss shows a subflow from
- * path 2 again). The whole transfer, both ways, is SHA-256 equal; the client's pcap holds the
- * REMOVE_ADDR it sent; SIGTERM leaves nothing behind.
+ * path 2 again). The whole transfer, both ways, is SHA-256 equal. The same for path 1, the
+ * initial subflow's (REMOVE_ADDR of address ID 0, the connection goes on over path 2, path 1
+ * joins when it is back). The client's pcap holds the REMOVE_ADDRs it sent; SIGTERM leaves
+ * nothing behind.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -68,15 +70,16 @@ function hostState(ns: string): string {
 }
 
 /** The kernel server's subflows of our connection, by the client path they came from. */
-function subflows(): { path1: number; path2: number; p1Received: number } {
+function subflows(port = 5001): { path1: number; path2: number; p1Received: number; p2Received: number } {
   // Established only: a subflow the kernel closed lingers in FIN-WAIT-1 (its FIN went to the dead link).
-  const s = tcpSockets(lab, t.srv, ['sport', '=', ':5001']).filter(
+  const s = tcpSockets(lab, t.srv, ['sport', '=', `:${port}`]).filter(
     (x) => x.mptcp !== undefined && x.state === 'ESTAB',
   );
   return {
     path1: s.filter((x) => x.peer.addr === t.paths[0].cli.v4).length,
     path2: s.filter((x) => x.peer.addr === t.paths[1].cli.v4).length,
     p1Received: s.find((x) => x.peer.addr === t.paths[0].cli.v4)?.bytesReceived ?? 0,
+    p2Received: s.find((x) => x.peer.addr === t.paths[1].cli.v4)?.bytesReceived ?? 0,
   };
 }
 
@@ -104,9 +107,9 @@ while True:
 print("done", total, h.hexdigest(), got, r.hexdigest(), flush=True)
 `;
 
-async function send(n: number, total: number): Promise<void> {
-  app.child.stdin?.write(`send ${n}\n`);
-  await app.waitFor(new RegExp(`^sent ${total}$`, 'm'), 30_000);
+async function send(n: number, total: number, to: Run = app): Promise<void> {
+  to.child.stdin?.write(`send ${n}\n`);
+  await to.waitFor(new RegExp(`^sent ${total}$`, 'm'), 30_000);
 }
 
 before(async () => {
@@ -193,21 +196,79 @@ test('path 2 down: REMOVE_ADDR to the kernel, its subflow goes, bytes keep flowi
   assert.ok((d['RmAddr'] ?? 0) >= 1, JSON.stringify(nonZero(d)));
 });
 
-test('--pcap: the capture holds the REMOVE_ADDR our stack sent for path 2', async () => {
+test("path 1 down (the initial subflow's): REMOVE_ADDR of address ID 0, the connection goes on over path 2; up: path 1 joins", async () => {
+  const c0 = mptcpCounters(lab, t.srv);
+  const srv2 = await startServer(lab, t.srv, { host: DST, port: 5002, send: DOWN, seed: 72 });
+  const app2 = start(lab, t.cli, 'python3', ['-c', APP, DST, '5002']);
+  await app2.waitFor(/^connected$/m);
+  let sent = CHUNK;
+  await send(CHUNK, sent, app2);
+  await eventually(
+    'a subflow on each path',
+    () => subflows(5002),
+    (s) => s.path1 === 1 && s.path2 === 1,
+  );
+
+  lab.exec(t.cli, 'ip', 'link', 'set', 'p1', 'down');
+  await mptun.waitFor(/"iface":"p1","address":"100\.64\.1\.2".*"msg":"client: path down"/);
+  await eventually(
+    'the kernel got REMOVE_ADDR and dropped the initial subflow',
+    () => ({ s: subflows(5002), d: counterDelta(c0, mptcpCounters(lab, t.srv)) }),
+    (v) => v.s.path1 === 0 && v.s.path2 === 1 && (v.d['RmAddr'] ?? 0) >= 1,
+  );
+  const p2Before = subflows(5002).p2Received;
+  sent += CHUNK;
+  await send(CHUNK, sent, app2);
+  await eventually(
+    'the bytes sent while path 1 is down arrive over path 2',
+    () => subflows(5002),
+    (s) => s.p2Received >= p2Before + CHUNK,
+  );
+
+  lab.exec(t.cli, 'ip', 'link', 'set', 'p1', 'up');
+  // The test's own default route (not the client's) went with the link: put it back.
+  lab.exec(t.cli, 'ip', 'route', 'replace', 'default', 'via', t.paths[0].far.v4, 'dev', 'p1');
+  await mptun.waitFor(/"iface":"p1","address":"100\.64\.1\.2".*"msg":"client: path up"/);
+  await eventually(
+    'a subflow from path 1 again',
+    () => subflows(5002),
+    (s) => s.path1 === 1 && s.path2 === 1,
+  );
+  sent += CHUNK;
+  await send(CHUNK, sent, app2);
+  app2.child.stdin?.write('fin\n');
+  const done = await app2.waitFor(/^done (\d+) ([0-9a-f]+) (\d+) ([0-9a-f]+)$/m, 60_000);
+  await srv2.done(30_000);
+  assert.deepEqual(srv2.connections()[0]?.received, { bytes: sent, sha256: done[2] }, 'upload SHA-256');
+  assert.equal(Number(done[3]), DOWN);
+  assert.equal(done[4], labSha256(72, DOWN), 'download SHA-256');
+});
+
+test('--pcap: the capture holds the REMOVE_ADDRs our stack sent; SIGTERM leaves nothing', async () => {
   mptun.child.kill('SIGTERM');
   const { code } = await mptun.done(20_000);
   assert.equal(code, 0, mptun.stderr());
   const out = mptun.stdout() + mptun.stderr();
   assert.match(out, /"msg":"client: stopped"/);
   assert.doesNotMatch(out, /undoFailed/);
-  assert.match(out, /"pathEvents":2/);
+  assert.match(out, /"pathEvents":4/);
   assert.deepEqual(hostState(t.cli), hostBefore, 'SIGTERM left nothing behind');
   assert.ok(statSync(PCAP).size > 0);
   // REMOVE_ADDR is MPTCP subtype 4; it goes out on path 1's subflow (from 100.64.1.2).
-  const rm = await tsharkFields(PCAP, 'tcp.options.mptcp.subtype == 4', ['ip.src', 'ip.dst']);
+  const rm = await tsharkFields(PCAP, 'tcp.options.mptcp.subtype == 4', [
+    'ip.src',
+    'ip.dst',
+    'tcp.options.mptcp.addrid',
+  ]);
   assert.ok(rm.length >= 1, 'a REMOVE_ADDR in the pcap');
   assert.equal(rm[0]?.['ip.src'], '100.64.1.2');
   assert.equal(rm[0]?.['ip.dst'], DST);
+  assert.notEqual(rm[0]?.['tcp.options.mptcp.addrid'], '0', "path 2's is its join's address ID");
+  // Path 1's (address ID 0, the initial subflow's) went out on path 2.
+  assert.ok(
+    rm.some((r) => r['ip.src'] === '100.64.2.2' && r['tcp.options.mptcp.addrid'] === '0'),
+    `a REMOVE_ADDR on path 2: ${JSON.stringify(rm)}`,
+  );
   const syns = await tsharkFields(PCAP, 'tcp.flags.syn == 1 && tcp.flags.ack == 0 && ip.src == 100.64.2.2', [
     'tcp.srcport',
   ]);
