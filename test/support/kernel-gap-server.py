@@ -7,8 +7,9 @@
 One line per step on stdout:
   listening HOST PORT
   accepted PEERHOST PEERPORT
-  gap MS END        each time new bytes arrive 50 ms or more after the previous ones
-                    (MS: the gap; END: wall clock ms when it ended, as Date.now())
+  gap 0 MS END      each time new bytes arrive 50 ms or more after the previous ones
+                    (MS: the gap; END: wall clock ms when it ended, as Date.now()); 0 is the
+                    connection, as mptcp-user-peer.ts prints it (failover-lab.ts reads both)
   result {JSON}     bytes, sha256, maxGapMs
 Exits non-zero with a message on stderr on any failure (a timeout included).
 """
@@ -54,7 +55,7 @@ def main() -> int:
             gap = (now - last) * 1000
             max_gap = max(max_gap, gap)
             if gap >= 50:
-                print('gap', round(gap), int(time.time() * 1000), flush=True)
+                print('gap', 0, round(gap), int(time.time() * 1000), flush=True)
         last = now
         h.update(view[:n])
         total += n
