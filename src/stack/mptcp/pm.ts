@@ -69,6 +69,8 @@ export class PathManager {
   private readonly pending: PendingAnnouncement[] = [];
   private addAddrAccepted = 0;
   private readonly paths: Path[] = [];
+  /** When runPaths last looked at the paths (pollAt never asks for an instant it has seen). */
+  private pathsRunAt = Number.NEGATIVE_INFINITY;
   /** Local addresses marked down (by the stack's configuration). */
   private readonly down: IpAddress[] = [];
 
@@ -279,14 +281,18 @@ export class PathManager {
     for (const p of this.pending) if (p.at < at) at = p.at;
     for (const p of this.paths) {
       if (p.at < at) at = p.at;
-      if (p.staleSince !== NEVER && p.staleSince + STALE_REPLACE_MS < at)
-        at = p.staleSince + STALE_REPLACE_MS;
+      // A replacement that came due but had to wait (no other subflow could carry the data) is
+      // looked at again on the next dispatch (an ACK or RTO on any subflow): a timer at an
+      // instant already seen would fire again at once, for ever.
+      const replaceAt = p.staleSince + STALE_REPLACE_MS;
+      if (p.staleSince !== NEVER && replaceAt > this.pathsRunAt && replaceAt < at) at = replaceAt;
     }
     return at;
   }
 
   /** Stale subflows given up, attempts whose slot ended dropped, due attempts started. */
   private runPaths(conn: MptcpConnection, now: number): void {
+    this.pathsRunAt = now;
     if (conn.finished || conn.fallback) return;
     for (const p of this.paths) {
       const sf = p.subflow;
