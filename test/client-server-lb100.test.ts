@@ -69,28 +69,10 @@ const captures: Capture[] = [];
 
 before(async () => {
   t = loadBalancerTopology(lab, { tag: 'lb100', serviceAddrs: false });
+  // The proxies first (their start-up is the slowest part), then the captures and backends
+  // beside them: none is needed before the first app connects.
   for (const s of t.servers) {
     lab.exec(s.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
-    // Handshakes and resets only: what each server link carried of every connection's subflows.
-    captures.push(
-      await startCapture(lab, t.lb, {
-        iface: s.lbEnd.dev,
-        file: join(dir, `${s.name}.pcap`),
-        filter: 'tcp[tcpflags] & (tcp-syn|tcp-rst) != 0',
-        snaplen: 200,
-        markerTo: s.link.v4,
-      }),
-    );
-    backends.push(
-      await startServer(lab, s.ns, {
-        host: '127.0.0.1',
-        port: BACKEND_PORT,
-        tcp: true,
-        conns: 0,
-        send: REPLY,
-        seed: REPLY_SEED,
-      }),
-    );
     servers.push(
       startMptun(lab, s.ns, [
         'server',
@@ -122,10 +104,36 @@ before(async () => {
     '--drain-timeout',
     '2',
   ]);
-  await Promise.all([
+  const [caps, peers] = await Promise.all([
+    // Handshakes and resets only: what each server link carried of every connection's subflows.
+    Promise.all(
+      t.servers.map((s) =>
+        startCapture(lab, t.lb, {
+          iface: s.lbEnd.dev,
+          file: join(dir, `${s.name}.pcap`),
+          filter: 'tcp[tcpflags] & (tcp-syn|tcp-rst) != 0',
+          snaplen: 200,
+          markerTo: s.link.v4,
+        }),
+      ),
+    ),
+    Promise.all(
+      t.servers.map((s) =>
+        startServer(lab, s.ns, {
+          host: '127.0.0.1',
+          port: BACKEND_PORT,
+          tcp: true,
+          conns: 0,
+          send: REPLY,
+          seed: REPLY_SEED,
+        }),
+      ),
+    ),
     ...servers.map((s) => s.waitFor(/"msg":"server: listening"/, 30_000)),
     client.waitFor(/"msg":"client: intercepting"/, 30_000),
   ]);
+  captures.push(...caps);
+  backends.push(...peers);
 });
 
 // biome-ignore lint/suspicious/noExplicitAny: pino's JSON lines, read field by field
