@@ -10,8 +10,8 @@
  * `progress` line: an event) and both of the mptun connection's joins have been answered (their
  * SYN/ACKs on lb's link to s1), lb routes the VIP to s2 only, and the apps write the rest. The
  * plain connection's next segment reaches s2, which never saw it, and is reset; the mptun
- * connection loses its initial subflow the same way and completes on the joins to s1's unique
- * address: SHA-256 equal both ways. Checked from the apps, the backends, both proxies' logs and
+ * connection's initial subflow is reset the same way once it sends anything, and the transfer
+ * completes on the joins to s1's unique address: SHA-256 equal both ways. Checked from the apps, the backends, both proxies' logs and
  * captures on lb's links to s1 and s2 (split at a marker datagram sent right after the flip).
  */
 import assert from 'node:assert/strict';
@@ -70,15 +70,6 @@ before(async () => {
   routeVipTo(0);
   for (const s of t.servers) {
     lab.exec(s.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
-    captures.push(
-      await startCapture(lab, t.lb, {
-        iface: s.lbEnd.dev,
-        file: join(dir, `${s.name}.pcap`),
-        filter: 'tcp',
-        snaplen: 128,
-        markerTo: s.link.v4,
-      }),
-    );
     servers.push(
       startMptun(lab, s.ns, [
         'server',
@@ -126,11 +117,24 @@ before(async () => {
     '--drain-timeout',
     '1',
   ]);
-  await Promise.all([
+  // The captures start beside the proxies' start-up (nothing connects before the test).
+  const [caps] = await Promise.all([
+    Promise.all(
+      t.servers.map((s) =>
+        startCapture(lab, t.lb, {
+          iface: s.lbEnd.dev,
+          file: join(dir, `${s.name}.pcap`),
+          filter: 'tcp',
+          snaplen: 128,
+          markerTo: s.link.v4,
+        }),
+      ),
+    ),
     ...servers.map((s) => s.waitFor(/"msg":"server: listening"/, 30_000)),
     client.waitFor(/"msg":"client: intercepting"/, 30_000),
     ...[MPTUN, PLAIN].map((x) => backend.waitFor(new RegExp(`^listening \\S+ ${x.backend}$`, 'm'), 30_000)),
   ]);
+  captures.push(...caps);
 });
 
 // biome-ignore lint/suspicious/noExplicitAny: pino's JSON lines, read field by field
@@ -200,21 +204,24 @@ test('anycast flip mid-transfer: mptun completes with SHA-256 equal, plain TCP b
     5_000,
   );
 
-  // Our client: the connection closed cleanly; at its end its subflows were the joins to s1's
-  // unique address, one from each path (the initial one, to the VIP, was reset by s2).
+  // Our client: the connection closed cleanly, with a join to s1's unique address from each
+  // path. Its initial subflow (to the VIP) is listed too when nothing it sent after the flip had
+  // drawn s2's RST yet by the time the client looked (the wire check below covers it).
   await client.waitFor(/"msg":"connection (closed|failed)"/, 10_000);
   assert.deepEqual(logLines(client, 'connection failed'), []);
   const [closed] = logLines(client, 'connection closed');
   assert.ok(closed !== undefined);
   assert.equal(closed.up, SIZE, JSON.stringify(closed));
   assert.equal(closed.down, REPLY, JSON.stringify(closed));
-  const remotes = (closed.paths as string[]).map((x) => x.split('->')[1]);
+  const joins = (closed.paths as string[]).filter((x) => !x.endsWith(`->${t.vip.v4}:${MPTUN.listen}`));
   assert.deepEqual(
-    remotes,
+    joins.map((x) => x.split('->')[1]),
     [`${s1.unique.v4}:${MPTUN.listen}`, `${s1.unique.v4}:${MPTUN.listen}`],
     JSON.stringify(closed),
   );
-  const locals = new Set((closed.paths as string[]).map((x) => x.split('->')[0]?.split(':')[0]));
+  const [opened] = logLines(client, 'MPTCP connection open');
+  const initialPort = String(opened?.local).split(':')[1];
+  const locals = new Set(joins.map((x) => x.split('->')[0]?.split(':')[0]));
   assert.equal(locals.size, 2, `one subflow from each path: ${JSON.stringify(closed)}`);
   // The servers: s1 carried the mptun connection to its end; s2 accepted nothing.
   // (s1 still counts the initial subflow: the reset went from s2 to cli, s1 never heard of it.)
@@ -261,9 +268,16 @@ test('anycast flip mid-transfer: mptun completes with SHA-256 equal, plain TCP b
       r['tcp.flags.reset'] === '1',
   );
   assert.ok(plainReset.length >= 1, `s2 reset the plain connection (${p1}:${plainPort})`);
-  const resetsOnS2 = s2After.filter((r) => r['tcp.flags.reset'] === '1').length;
+  // s2 took nothing over: all it sent after the flip were resets.
+  const fromS2 = s2After.filter((r) => r['ip.src'] === t.vip.v4 || r['ip.src'] === t.servers[1]!.unique.v4);
+  assert.ok(
+    fromS2.every((r) => r['tcp.flags.reset'] === '1'),
+    `s2 answered only with RSTs: ${JSON.stringify(fromS2.filter((r) => r['tcp.flags.reset'] !== '1'))}`,
+  );
+  const resetsOnS2 = fromS2.length;
+  const initialReset = fromS2.some((r) => r['ip.dst'] === p1 && r['tcp.dstport'] === initialPort);
   process.stdout.write(
-    `# after the flip: ${dataToS1} upload bytes to ${s1.unique.v4} on lb's link to s1; ${resetsOnS2} RSTs from the VIP on the link to s2 (plain: ${plainReset.length}); mptun subflows at the end: ${JSON.stringify(closed.paths)}\n`,
+    `# after the flip: ${dataToS1} upload bytes to ${s1.unique.v4} on lb's link to s1; ${resetsOnS2} RSTs from the VIP on the link to s2 (plain: ${plainReset.length}, mptun's initial subflow: ${initialReset ? 'reset' : 'sent nothing after the flip'}); mptun subflows at the end: ${JSON.stringify(closed.paths)}\n`,
   );
 });
 
