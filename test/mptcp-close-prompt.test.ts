@@ -188,7 +188,7 @@ function peer(ns: string, role: 'client' | 'server', args: string[]): Run {
 }
 
 async function result(run: Run): Promise<PeerResult> {
-  const m = await run.waitFor(/^result (.*)$/m, 40_000);
+  const m = await run.waitFor(/^result (.*)\n/m, 40_000);
   return JSON.parse(m[1]!) as PeerResult;
 }
 

@@ -98,7 +98,7 @@ test('our client → kernel MPTCP server: path 2 down mid-transfer (stall), back
     (s) => s.peer.addr === c2 && !oldPorts.has(String(s.peer.port)) && s.bytesReceived > 0,
   );
 
-  const res = await server.waitFor(/^result (.*)$/m, 90_000);
+  const res = await server.waitFor(/^result (.*)\n/m, 90_000);
   const r = JSON.parse(res[1]!) as { bytes: number; sha256: string; maxGapMs: number };
   // Our client has the kernel's DATA_FIN once the server closed; `quit` if it still waits.
   const finished = await client.waitFor(/^result 0 /m, 20_000).then(

@@ -96,7 +96,7 @@ export async function result0(
   run: Run,
   timeoutMs: number,
 ): Promise<{ bytes: number; sha256: string; maxGapMs: number; gapEndAt: number }> {
-  const m = await run.waitFor(/^result 0 (.*)$/m, timeoutMs);
+  const m = await run.waitFor(/^result 0 (.*)\n/m, timeoutMs);
   const r = JSON.parse(m[1]!) as UserResult;
   return { ...r.received, maxGapMs: r.maxGapMs, gapEndAt: r.gapEndAt };
 }
