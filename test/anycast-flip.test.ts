@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { startLbClient, startLbServer } from './support/lb-proxies.js';
 import {
   type Capture,
   type LbLab,
@@ -30,7 +31,7 @@ import {
   tsharkFields,
 } from './support/mptcp-lab.js';
 import { NetnsLab } from './support/netns.js';
-import { type Run, start, startMptun } from './support/perf-lab.js';
+import { type Run, start } from './support/perf-lab.js';
 
 const FLIP_PEER = fileURLToPath(new URL('./support/flip-peer.ts', import.meta.url));
 
@@ -71,23 +72,13 @@ before(async () => {
   for (const s of t.servers) {
     lab.exec(s.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
     servers.push(
-      startMptun(lab, s.ns, [
-        'server',
-        '--tun',
-        'mpt-srv',
-        '--vip',
-        t.vip.v4,
-        '--unique',
-        s.unique.v4,
-        ...[MPTUN, PLAIN].flatMap((x) => [
-          '--listen',
-          String(x.listen),
-          '--backend',
-          `127.0.0.1:${x.backend}`,
-        ]),
-        '--drain-timeout',
-        '1',
-      ]),
+      startLbServer(
+        lab,
+        t,
+        s,
+        [MPTUN, PLAIN].map((x) => [x.listen, x.backend] as const),
+        1,
+      ),
     );
   }
   // The backends (one process, a port each) on s1, where the VIP is routed first (nothing
@@ -104,19 +95,7 @@ before(async () => {
     '--seed',
     String(REPLY_SEED),
   ]);
-  client = startMptun(lab, t.cli, [
-    'client',
-    '--tun',
-    'mpt-cli',
-    '--intercept',
-    `${t.vip.v4}/32`,
-    '--path',
-    `p1=${t.paths[0].far.v4}`,
-    '--path',
-    `p2=${t.paths[1].far.v4}`,
-    '--drain-timeout',
-    '1',
-  ]);
+  client = startLbClient(lab, t, 1);
   // The captures start beside the proxies' start-up (nothing connects before the test).
   const [caps] = await Promise.all([
     Promise.all(

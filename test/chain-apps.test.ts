@@ -14,9 +14,10 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { startLbClient, startLbServer } from './support/lb-proxies.js';
 import { type LbLab, loadBalancerTopology } from './support/mptcp-lab.js';
 import { NetnsLab } from './support/netns.js';
-import { type Run, start, startMptun, waitForListen } from './support/perf-lab.js';
+import { type Run, start, waitForListen } from './support/perf-lab.js';
 
 const lab = new NetnsLab();
 const dir = mkdtempSync(join(tmpdir(), 'mptun-apps-'));
@@ -142,41 +143,14 @@ before(async () => {
     running.push(start(lab, s.ns, 'python3', ['-c', ECHO_SERVER, String(ECHO_PORT)]));
     await waitForListen(lab, s.ns, NGINX_PORT);
     await waitForListen(lab, s.ns, ECHO_PORT);
-    const run = startMptun(lab, s.ns, [
-      'server',
-      '--tun',
-      'mpt-srv',
-      '--vip',
-      t.vip.v4,
-      '--unique',
-      s.unique.v4,
-      '--listen',
-      String(HTTP),
-      '--backend',
-      `127.0.0.1:${NGINX_PORT}`,
-      '--listen',
-      String(ECHO_PORT),
-      '--backend',
-      `127.0.0.1:${ECHO_PORT}`,
-      '--drain-timeout',
-      '2',
+    const run = startLbServer(lab, t, s, [
+      [HTTP, NGINX_PORT],
+      [ECHO_PORT, ECHO_PORT],
     ]);
     running.push(run);
     await run.waitFor(/"msg":"server: listening"/);
   }
-  client = startMptun(lab, t.cli, [
-    'client',
-    '--tun',
-    'mpt-cli',
-    '--intercept',
-    `${t.vip.v4}/32`,
-    '--path',
-    `p1=${t.paths[0].far.v4}`,
-    '--path',
-    `p2=${t.paths[1].far.v4}`,
-    '--drain-timeout',
-    '2',
-  ]);
+  client = startLbClient(lab, t);
   running.push(client);
   await client.waitFor(/"msg":"client: intercepting"/);
 });

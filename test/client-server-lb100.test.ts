@@ -21,6 +21,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { startLbClient, startLbServer } from './support/lb-proxies.js';
 import {
   type Capture,
   type LbLab,
@@ -33,7 +34,7 @@ import {
   tsharkFields,
 } from './support/mptcp-lab.js';
 import { NetnsLab } from './support/netns.js';
-import { type Run, startMptun } from './support/perf-lab.js';
+import type { Run } from './support/perf-lab.js';
 
 const lab = new NetnsLab();
 const dir = mkdtempSync(join(tmpdir(), 'mptun-lb100-'));
@@ -73,37 +74,9 @@ before(async () => {
   // beside them: none is needed before the first app connects.
   for (const s of t.servers) {
     lab.exec(s.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
-    servers.push(
-      startMptun(lab, s.ns, [
-        'server',
-        '--tun',
-        'mpt-srv',
-        '--vip',
-        t.vip.v4,
-        '--unique',
-        s.unique.v4,
-        '--listen',
-        String(LISTEN_PORT),
-        '--backend',
-        `127.0.0.1:${BACKEND_PORT}`,
-        '--drain-timeout',
-        '2',
-      ]),
-    );
+    servers.push(startLbServer(lab, t, s, [[LISTEN_PORT, BACKEND_PORT]]));
   }
-  client = startMptun(lab, t.cli, [
-    'client',
-    '--tun',
-    'mpt-cli',
-    '--intercept',
-    `${t.vip.v4}/32`,
-    '--path',
-    `p1=${t.paths[0].far.v4}`,
-    '--path',
-    `p2=${t.paths[1].far.v4}`,
-    '--drain-timeout',
-    '2',
-  ]);
+  client = startLbClient(lab, t);
   const [caps, peers] = await Promise.all([
     // Handshakes and resets only: what each server link carried of every connection's subflows.
     Promise.all(

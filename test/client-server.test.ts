@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { startLbClient, startLbServer } from './support/lb-proxies.js';
 import {
   type LbLab,
   labSha256,
@@ -17,7 +18,7 @@ import {
   startServer,
 } from './support/mptcp-lab.js';
 import { NetnsLab } from './support/netns.js';
-import { type Run, startMptun } from './support/perf-lab.js';
+import type { Run } from './support/perf-lab.js';
 
 const lab = new NetnsLab();
 after(() => lab.cleanup());
@@ -45,36 +46,10 @@ before(async () => {
         seed: REPLY_SEED,
       }),
     );
-    const run = startMptun(lab, s.ns, [
-      'server',
-      '--tun',
-      'mpt-srv',
-      '--vip',
-      t.vip.v4,
-      '--unique',
-      s.unique.v4,
-      '--listen',
-      '5001',
-      '--backend',
-      `127.0.0.1:${BACKEND_PORT}`,
-      '--drain-timeout',
-      '2',
-    ]);
+    const run = startLbServer(lab, t, s, [[5001, BACKEND_PORT]]);
     servers.push(run);
   }
-  client = startMptun(lab, t.cli, [
-    'client',
-    '--tun',
-    'mpt-cli',
-    '--intercept',
-    `${t.vip.v4}/32`,
-    '--path',
-    `p1=${t.paths[0].far.v4}`,
-    '--path',
-    `p2=${t.paths[1].far.v4}`,
-    '--drain-timeout',
-    '2',
-  ]);
+  client = startLbClient(lab, t);
   await Promise.all([
     ...servers.map((s) => s.waitFor(/"msg":"server: listening"/)),
     client.waitFor(/"msg":"client: intercepting"/),
