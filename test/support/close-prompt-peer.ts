@@ -25,24 +25,7 @@ import { openTun } from '../../src/stack/device/tun-device.js';
 import { TcpStack } from '../../src/stack/iface/stack.js';
 import type { TcpSocket } from '../../src/stack/iface/tcp-socket.js';
 import { mptcpCounterSet } from '../../src/stack/mptcp/counters.js';
-
-const CHUNK = 1 << 20;
-
-function say(...words: (string | number)[]): void {
-  process.stdout.write(`${words.join(' ')}\n`);
-}
-
-function fail(msg: string): never {
-  process.stderr.write(`${msg}\n`);
-  process.exit(2);
-}
-
-function* payload(seed: number, nbytes: number): Generator<Buffer> {
-  for (let k = 0; k * CHUNK < nbytes; k++) {
-    const c = createHash('shake128', { outputLength: CHUNK }).update(`close-prompt:${seed}:${k}`).digest();
-    yield c.subarray(0, Math.min(CHUNK, nbytes - k * CHUNK));
-  }
-}
+import { fail, labChunks, say } from './mptcp-lab.js';
 
 const { positionals, values: o } = parseArgs({
   allowPositionals: true,
@@ -83,7 +66,7 @@ interface Stamps {
 /** Writes `n` bytes with backpressure, ends, and returns their SHA-256. */
 async function send(s: TcpSocket, n: number, stamps: Stamps): Promise<string> {
   const tx = createHash('sha256');
-  for (const chunk of payload(Number(o.seed) + (role === 'server' ? 1 : 0), n)) {
+  for (const chunk of labChunks(Number(o.seed) + (role === 'server' ? 1 : 0), n)) {
     tx.update(chunk);
     if (!s.write(chunk)) {
       await new Promise<void>((resolve, reject) => {

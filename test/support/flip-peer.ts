@@ -26,11 +26,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { labBytes } from './mptcp-lab.js';
-
-function say(...words: (string | number)[]): void {
-  process.stdout.write(`${words.join(' ')}\n`);
-}
+import { labBytes, say } from './mptcp-lab.js';
 
 function sha(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');

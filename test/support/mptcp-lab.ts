@@ -52,21 +52,31 @@ function labChunk(seed: number, k: number): Buffer {
  * send or check the same bytes.
  */
 export function labBytes(seed: number, length: number): Buffer {
-  const parts: Buffer[] = [];
-  for (let k = 0; k * CHUNK < length; k++) {
-    const c = labChunk(seed, k);
-    parts.push(c.subarray(0, Math.min(CHUNK, length - k * CHUNK)));
-  }
-  return Buffer.concat(parts, length);
+  return Buffer.concat([...labChunks(seed, length)], length);
+}
+
+/** labBytes(seed, length) a chunk (1 MiB) at a time, for peers that stream it. */
+export function* labChunks(seed: number, length: number): Generator<Buffer> {
+  for (let k = 0; k * CHUNK < length; k++)
+    yield labChunk(seed, k).subarray(0, Math.min(CHUNK, length - k * CHUNK));
 }
 
 /** SHA-256 (hex) of labBytes(seed, length), without holding the whole stream. */
 export function labSha256(seed: number, length: number): string {
   const h = createHash('sha256');
-  for (let k = 0; k * CHUNK < length; k++) {
-    h.update(labChunk(seed, k).subarray(0, Math.min(CHUNK, length - k * CHUNK)));
-  }
+  for (const c of labChunks(seed, length)) h.update(c);
   return h.digest('hex');
+}
+
+/** A peer process's line on stdout: words separated by spaces. */
+export function say(...words: (string | number)[]): void {
+  process.stdout.write(`${words.join(' ')}\n`);
+}
+
+/** A peer process's fatal error: the message on stderr, exit status 2. */
+export function fail(msg: string): never {
+  process.stderr.write(`${msg}\n`);
+  process.exit(2);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -58,25 +58,7 @@ import type { MptcpInfo } from '../../src/stack/mptcp/connection.js';
 import { mptcpCounterSet } from '../../src/stack/mptcp/counters.js';
 import type { MptcpConfig } from '../../src/stack/mptcp/types.js';
 import { tcpCounterSet } from '../../src/stack/tcp/counters.js';
-
-const CHUNK = 1 << 20;
-
-function say(...words: (string | number)[]): void {
-  process.stdout.write(`${words.join(' ')}\n`);
-}
-
-function fail(msg: string): never {
-  process.stderr.write(`${msg}\n`);
-  process.exit(2);
-}
-
-/** Chunk k of the lab stream for `seed`: the first MiB of SHAKE128("mptun-lab:<seed>:<k>"). */
-function* labChunks(seed: number, nbytes: number): Generator<Buffer> {
-  for (let k = 0; k * CHUNK < nbytes; k++) {
-    const c = createHash('shake128', { outputLength: CHUNK }).update(`mptun-lab:${seed}:${k}`).digest();
-    yield c.subarray(0, Math.min(CHUNK, nbytes - k * CHUNK));
-  }
-}
+import { fail, labChunks, say } from './mptcp-lab.js';
 
 const { positionals, values: o } = parseArgs({
   allowPositionals: true,
