@@ -585,12 +585,15 @@ export class MptcpConnection {
     if (fast === undefined) return false;
     const fastRtt = fast.srtt ?? 0;
     let slow: Subflow | undefined;
+    let slowHeld: { dsn: number; length: number }[] = [];
     let end = 0;
     for (const s of this.subflows) {
       if (s === fast || !((s.srtt ?? Number.POSITIVE_INFINITY) > fastRtt)) continue;
-      const r = s.unacked().find((x) => x.dsn <= una && una < x.dsn + x.length);
+      const held = s.unacked();
+      const r = held.find((x) => x.dsn <= una && una < x.dsn + x.length);
       if (r !== undefined) {
         slow = s;
+        slowHeld = held;
         end = r.dsn + r.length;
         break;
       }
@@ -611,7 +614,7 @@ export class MptcpConnection {
     // It keeps happening when the slow subflow holds most of the window it blocks (cutting it on
     // every such event, as Linux's out-of-tree MPTCP did, starved a useful 200 ms path here).
     let held = 0;
-    for (const x of slow.unacked()) held += Math.max(0, x.dsn + x.length - Math.max(x.dsn, una));
+    for (const x of slowHeld) held += Math.max(0, x.dsn + x.length - Math.max(x.dsn, una));
     if (
       cc !== undefined &&
       held > (this.wndRight - una) / 2 &&
