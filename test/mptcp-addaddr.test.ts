@@ -157,7 +157,7 @@ suite('ADD_ADDR, our client receives', () => {
     socket.write('data');
     expectMptcp(f.expectSegment(sf, { flags: 'PA', payload: 'data' }), {
       subtype: 'dss',
-      mapping: { dsn: k.ourDsn(0), ssn: 1 },
+      mapping: { dsn: k.ourDsn32(0), ssn: 1 },
     });
   });
 

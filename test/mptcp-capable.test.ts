@@ -66,7 +66,7 @@ suite('MP_CAPABLE, our server', () => {
     assert.equal(info.subflows[0]?.fullyEstablished, true);
   });
 
-  it('our data after the handshake carries a DSS: 64-bit DSN IDSN+1, SSN 1, and a DATA_ACK', () => {
+  it('our data after the handshake carries a DSS: 32-bit DSN IDSN+1, SSN 1, and a DATA_ACK', () => {
     const f = new MptcpFixture();
     f.listen();
     const k = new PeerMptcp();
@@ -76,10 +76,10 @@ suite('MP_CAPABLE, our server', () => {
     expectMptcp<DssOption>(seg, {
       subtype: 'dss',
       dataFin: false,
-      dsn64: true,
+      dsn64: false,
       dataAck64: false,
       dataAck: k.peerDsn(0) & 0xffff_ffffn,
-      mapping: { dsn: k.ourDsn(0), ssn: 1, dataLevelLength: 5 },
+      mapping: { dsn: k.ourDsn32(0), ssn: 1, dataLevelLength: 5 },
     });
   });
 
@@ -115,8 +115,9 @@ suite('MP_CAPABLE, our server', () => {
     const seg = f.expectSegment(sf, { flags: 'PA', payload: 'checked' });
     const o = expectMptcp<DssOption>(seg, {
       subtype: 'dss',
-      mapping: { dsn: k.ourDsn(0), ssn: 1, dataLevelLength: 7 },
+      mapping: { dsn: k.ourDsn32(0), ssn: 1, dataLevelLength: 7 },
     });
+    // The checksum covers the full 64-bit DSN whatever width the option carries (RFC 8684 §3.3.1).
     assert.equal(o.mapping?.checksum, dssChecksum(k.ourDsn(0), 1, 7, seg.payload));
   });
 
@@ -316,8 +317,40 @@ suite('MP_CAPABLE, our client', () => {
     f.expectNothing();
     socket.write('second');
     const next = f.expectSegment(sf, { flags: 'PA', seq: 6, payload: 'second' });
-    expectMptcp(next, { subtype: 'dss', mapping: { dsn: k.ourDsn(5), ssn: 6, dataLevelLength: 6 } });
+    expectMptcp(next, { subtype: 'dss', mapping: { dsn: k.ourDsn32(5), ssn: 6, dataLevelLength: 6 } });
     assert.equal(mptcpInfo(socket).fallback, false);
+  });
+
+  it('packets are full: a 20-byte DSS (32-bit DSN); the MP_CAPABLE data segment goes 4 bytes shorter', () => {
+    const f = new MptcpFixture();
+    const sf = f.subflow();
+    const k = new PeerMptcp();
+    const { socket } = f.connect(sf);
+    f.send(sf, { flags: 'SA', seq: 0, ack: 1, options: [MSS, mpc({ senderKey: k.peerKey })] });
+    const third = f.expectSegment(sf, { flags: 'A' });
+    k.ourKey = expectMptcp<MpCapableOption>(third, { subtype: 'mp_capable' }).senderKey ?? 0n;
+    // What a full packet holds: MSS 1460 less the 20-byte DSS (no timestamps here).
+    const full = 1460 - 20;
+    socket.write(Buffer.alloc(3 * full, 7));
+    const segs = f.takeOn(sf).filter((s) => s.payload.length > 0);
+    const packet = (s: (typeof segs)[number]) => s.tcp.headerLength - 20 + s.payload.length;
+    // The first carries MP_CAPABLE with both keys and the length (24 bytes): 4 bytes less data.
+    assert.equal(segs[0]?.payload.length, full - 4);
+    expectMptcp(segs[0]!, { subtype: 'mp_capable', dataLevelLength: full - 4 });
+    for (const s of segs) assert.ok(packet(s) <= 1460, `${packet(s)} bytes of options and data`);
+    f.send(sf, {
+      flags: 'A',
+      ack: 1 + full - 4,
+      options: [dss({ dataAck: k.ourDsn(full - 4) })],
+    });
+    f.advance(1);
+    const later = [...segs.slice(1), ...f.takeOn(sf)].filter((s) => s.payload.length > 0);
+    const fullOnes = later.filter((s) => s.payload.length === full);
+    assert.ok(fullOnes.length >= 2, `sizes ${later.map((s) => s.payload.length).join(' ')}`);
+    for (const s of fullOnes) {
+      assert.equal(packet(s), 1460, 'a full packet: 20 option bytes and 1440 of data');
+      expectMptcp(s, { subtype: 'dss', dsn64: false });
+    }
   });
 
   it('falls back when the SYN/ACK has no MP_CAPABLE: plain third ACK, plain data', () => {

@@ -81,7 +81,7 @@ suite('MP_TCPRST and subflow resets', () => {
     socket.write('on');
     expectMptcp(f.expectSegment(sf, { flags: 'PA', payload: 'on' }), {
       subtype: 'dss',
-      mapping: { dsn: k.ourDsn(0) },
+      mapping: { dsn: k.ourDsn32(0) },
     });
   });
 

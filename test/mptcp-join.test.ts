@@ -261,7 +261,7 @@ suite('MP_JOIN, our client', () => {
     assert.ok(
       after.every((s) => s.payload.length > 0 && !mptcpOptions(s).some((o) => o.subtype === 'mp_join')),
     );
-    expectMptcp(after[0]!, { subtype: 'dss', mapping: { dsn: k.ourDsn(100), ssn: 1 } });
+    expectMptcp(after[0]!, { subtype: 'dss', mapping: { dsn: k.ourDsn32(100), ssn: 1 } });
     f.advance(10_000);
     assert.ok(
       f.takeOn(sf2).every((s) => !mptcpOptions(s).some((o) => o.subtype === 'mp_join')),

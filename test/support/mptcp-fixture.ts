@@ -168,6 +168,10 @@ export class PeerMptcp {
   ourDsn(off: number): bigint {
     return dsnAdd(keyMaterial(this.ourKey).idsn, 1 + off);
   }
+  /** Our DSN at `off` as our data mappings carry it: its low 32 bits (dsn64 false). */
+  ourDsn32(off: number): bigint {
+    return this.ourDsn(off) & 0xffff_ffffn;
+  }
 }
 
 export interface FixtureOptions {

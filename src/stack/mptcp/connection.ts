@@ -36,7 +36,13 @@ const MAX_MAPPING = 0xffff;
  */
 function mappingLength(sf: Subflow, avail: number): number {
   const mss = sf.conn.mss;
-  const n = Math.min(avail, Math.max(sf.sendRoom, mss), sf.conn.maxSegmentPayload, MAX_MAPPING);
+  const n = Math.min(
+    avail,
+    Math.max(sf.sendRoom, mss),
+    sf.conn.maxSegmentPayload,
+    MAX_MAPPING,
+    sf.nextMappingRoom,
+  );
   return n < avail && n > mss ? n - (n % mss) : n;
 }
 /** DATA_FIN retransmission (ms, doubling) until the DATA_ACK covers it. */

@@ -28,14 +28,22 @@ import { RxMappings } from './rx-mappings.js';
 import { TxMappings } from './tx-mappings.js';
 import type { SubflowHandle, SubflowOwner } from './types.js';
 
-/** DSS on a data segment: 32-bit DATA_ACK, 64-bit DSN, SSN, length, checksum: 4+4+8+4+2+2 = 24. */
-export const DSS_DATA_OPTION_SPACE = 24;
+/**
+ * DSS on a data segment: 32-bit DATA_ACK, 32-bit DSN, SSN, length, checksum: 4+4+4+4+2+2 = 20.
+ * The DSN goes in its 32-bit form (RFC 8684 §3.3: either is valid; the receiver expands it near
+ * its DATA_ACK, which no window can outrun): Linux sends 64 bits and so 4 bytes less payload.
+ */
+export const DSS_DATA_OPTION_SPACE = 20;
+/** The client's first data segment carries MP_CAPABLE with both keys and the data length: 24. */
+const MPC_DATA_OPTION_SPACE = 24;
 /** RFC 8684 §3.2: the initiator retransmits the third ACK until the fourth arrives (ms, doubling). */
 const JOIN_ACK_RETRANSMIT_MS = 500;
 const JOIN_ACK_RETRIES = 5;
 /** SYNs with MP_CAPABLE before the rest go without it (Linux: the original and 2 retries). */
 const SYN_TRIES_WITH_MPTCP = 3;
 const NEVER = Number.POSITIVE_INFINITY;
+/** The 32-bit form of a DSN on the wire; checksums still cover all 64 bits (RFC 8684 §3.3.1). */
+const DSN32_MASK = 0xffff_ffffn;
 const NO_DATA = new Uint8Array(0);
 
 export type SubflowRole = 'initial' | 'join';
@@ -233,7 +241,33 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   }
 
   segmentLimit(offset: number): number {
-    return this.tx?.contiguousFrom(seqAdd(this.txBase, offset)) ?? 0;
+    const ssn = seqAdd(this.txBase, offset);
+    return Math.min(this.tx?.contiguousFrom(ssn) ?? 0, this.payloadRoomAt(ssn));
+  }
+
+  /** Most bytes the next mapping may take in its first segment (connection.ts mappingLength). */
+  get nextMappingRoom(): number {
+    return this.tx === undefined ? Number.POSITIVE_INFINITY : this.payloadRoomAt(this.tx.end);
+  }
+
+  /**
+   * Payload room of a segment at `ssn` when it is less than the send MSS: the segment that
+   * carries MP_CAPABLE with data needs 4 option bytes more than the DSS the MSS leaves room for.
+   */
+  private payloadRoomAt(ssn: number): number {
+    if (!this.sendsMpcData(ssn)) return Number.POSITIVE_INFINITY;
+    return this.conn.mss - (MPC_DATA_OPTION_SPACE - DSS_DATA_OPTION_SPACE);
+  }
+
+  /** RFC 8684 §3.1: the client's data at SSN 1 rides in MP_CAPABLE until the server speaks MPTCP. */
+  private sendsMpcData(ssn: number): boolean {
+    return (
+      this.join === undefined &&
+      this.active &&
+      !this.fullyEstablished &&
+      !this.mp.fallback &&
+      seqDiff(ssn, this.conn.initialSendSeq) === 1
+    );
   }
 
   /** The connection gives this subflow data-level bytes [dsn, dsn + length). */
@@ -307,8 +341,7 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     } else if (this.active && !this.fullyEstablished) {
       // RFC 8684 §3.1: the client repeats MP_CAPABLE (both keys) until the server speaks MPTCP;
       // its first data segment carries the first mapping in it (DSN IDSN+1, SSN 1).
-      const rel = seqDiff(h.seqNumber, this.conn.initialSendSeq);
-      if (payloadLength === 0 || rel === 1) {
+      if (payloadLength === 0 || this.sendsMpcData(h.seqNumber)) {
         const m = payloadLength > 0 ? this.tx?.at(h.seqNumber) : undefined;
         push({
           subtype: 'mp_capable',
@@ -427,9 +460,8 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     const dss = mp.ackDss(false);
     const m = this.tx?.at(seq);
     const dsn = m === undefined ? 0 : m.dsn + seqDiff(seq, m.ssn);
-    dss.dsn64 = true;
     dss.mapping = {
-      dsn: mp.wireDsn(dsn),
+      dsn: mp.wireDsn(dsn) & DSN32_MASK,
       ssn: seqDiff(seq, this.conn.initialSendSeq) >>> 0,
       dataLevelLength: 0,
       ...(mp.checksum ? { checksum: 0 } : {}),
@@ -450,15 +482,10 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     const dss = mp.ackDss(false);
     if (m === undefined) return dss;
     const rel = seqDiff(m.ssn, this.conn.initialSendSeq) >>> 0;
-    dss.dsn64 = true;
+    const dsn = mp.wireDsn(m.dsn) & DSN32_MASK;
     dss.mapping = mp.checksum
-      ? {
-          dsn: mp.wireDsn(m.dsn),
-          ssn: rel,
-          dataLevelLength: m.length,
-          checksum: this.mappingChecksum(m.ssn, m.dsn, m.length),
-        }
-      : { dsn: mp.wireDsn(m.dsn), ssn: rel, dataLevelLength: m.length };
+      ? { dsn, ssn: rel, dataLevelLength: m.length, checksum: this.mappingChecksum(m.ssn, m.dsn, m.length) }
+      : { dsn, ssn: rel, dataLevelLength: m.length };
     return dss;
   }
 
