@@ -321,7 +321,7 @@ suite('MP_CAPABLE, our client', () => {
     assert.equal(mptcpInfo(socket).fallback, false);
   });
 
-  it('packets are full: a 20-byte DSS (32-bit DSN); the MP_CAPABLE data segment goes 4 bytes shorter', () => {
+  it('packets are full: a 16-byte DSS (32-bit DSN), its DATA_ACK only while it has news, MP_CAPABLE first', () => {
     const f = new MptcpFixture();
     const sf = f.subflow();
     const k = new PeerMptcp();
@@ -329,28 +329,51 @@ suite('MP_CAPABLE, our client', () => {
     f.send(sf, { flags: 'SA', seq: 0, ack: 1, options: [MSS, mpc({ senderKey: k.peerKey })] });
     const third = f.expectSegment(sf, { flags: 'A' });
     k.ourKey = expectMptcp<MpCapableOption>(third, { subtype: 'mp_capable' }).senderKey ?? 0n;
-    // What a full packet holds: MSS 1460 less the 20-byte DSS (no timestamps here).
-    const full = 1460 - 20;
-    socket.write(Buffer.alloc(3 * full, 7));
-    const segs = f.takeOn(sf).filter((s) => s.payload.length > 0);
-    const packet = (s: (typeof segs)[number]) => s.tcp.headerLength - 20 + s.payload.length;
-    // The first carries MP_CAPABLE with both keys and the length (24 bytes): 4 bytes less data.
-    assert.equal(segs[0]?.payload.length, full - 4);
-    expectMptcp(segs[0]!, { subtype: 'mp_capable', dataLevelLength: full - 4 });
-    for (const s of segs) assert.ok(packet(s) <= 1460, `${packet(s)} bytes of options and data`);
-    f.send(sf, {
-      flags: 'A',
-      ack: 1 + full - 4,
-      options: [dss({ dataAck: k.ourDsn(full - 4) })],
-    });
-    f.advance(1);
-    const later = [...segs.slice(1), ...f.takeOn(sf)].filter((s) => s.payload.length > 0);
-    const fullOnes = later.filter((s) => s.payload.length === full);
-    assert.ok(fullOnes.length >= 2, `sizes ${later.map((s) => s.payload.length).join(' ')}`);
-    for (const s of fullOnes) {
-      assert.equal(packet(s), 1460, 'a full packet: 20 option bytes and 1440 of data');
-      expectMptcp(s, { subtype: 'dss', dsn64: false });
+    const dataOf = () => f.takeOn(sf).filter((s) => s.payload.length > 0);
+    // Options and payload of a packet: MSS 1460 (no timestamps here) when full.
+    const packet = (s: { tcp: { headerLength: number }; payload: Uint8Array }) =>
+      s.tcp.headerLength - 20 + s.payload.length;
+    const sizes = (segs: { payload: Uint8Array }[]) => segs.map((s) => s.payload.length).join(' ');
+    // Until the server speaks MPTCP: room for MP_CAPABLE with keys and length (24 bytes).
+    socket.write(Buffer.alloc(4 * 1436, 1));
+    const first = dataOf();
+    assert.equal(sizes(first), '1436 1436 1436 1436');
+    expectMptcp(first[0]!, { subtype: 'mp_capable', dataLevelLength: 1436 });
+    assert.equal(packet(first[0]!), 1460);
+    expectMptcp(first[1]!, { subtype: 'dss', dsn64: false, dataAck: k.peerDsn(0) & 0xffff_ffffn });
+    let sent = 4 * 1436;
+    // Fully established, everything acknowledged: the DATA_ACK has no news; 16 bytes of DSS.
+    f.send(sf, { flags: 'A', ack: 1 + sent, options: [dss({ dataAck: k.ourDsn(sent) })] });
+    socket.write(Buffer.alloc(2 * 1444, 2));
+    const lean = dataOf();
+    assert.equal(sizes(lean), '1444 1444');
+    for (const s of lean) {
+      assert.equal(packet(s), 1460);
+      assert.equal(expectMptcp<DssOption>(s, { subtype: 'dss', dsn64: false }).dataAck, undefined);
     }
+    sent += 2 * 1444;
+    // The peer's data moves our DATA_ACK: data segments carry it (4 bytes less payload) until a
+    // segment with it is acknowledged.
+    f.send(sf, {
+      flags: 'PA',
+      ack: 1 + sent,
+      payload: 'news',
+      options: [dss({ dataAck: k.ourDsn(sent), mapping: { dsn: k.peerDsn(0), ssn: 1, dataLevelLength: 4 } })],
+    });
+    f.take();
+    socket.write(Buffer.alloc(2 * 1440, 3));
+    const acking = dataOf();
+    assert.equal(sizes(acking), '1440 1440');
+    for (const s of acking) {
+      assert.equal(packet(s), 1460);
+      expectMptcp(s, { subtype: 'dss', dataAck: k.peerDsn(4) & 0xffff_ffffn });
+    }
+    sent += 2 * 1440;
+    f.send(sf, { flags: 'A', seq: 5, ack: 1 + sent, options: [dss({ dataAck: k.ourDsn(sent) })] });
+    socket.write(Buffer.alloc(1444, 4));
+    const after = dataOf();
+    assert.equal(sizes(after), '1444');
+    assert.equal(expectMptcp<DssOption>(after[0]!, { subtype: 'dss' }).dataAck, undefined);
   });
 
   it('falls back when the SYN/ACK has no MP_CAPABLE: plain third ACK, plain data', () => {

@@ -149,16 +149,18 @@ describe('the end of a connection in the simulator', () => {
       reverse: { rateBytesPerSec: 3e6, delayMs: 10 },
       clientAddresses: [CLIENT2],
     });
+    // Every DATA_FIN the server sends in the first 300 ms after the first (one per subflow, and
+    // those behind a subflow's last data) is lost; its retransmission timer's is not.
     let dropped = 0;
     let firstDropAt = 0;
     dropServerFrames(sim, (data) => {
-      if (dropped >= 2 || !carriesDataFin(data)) return false;
+      if (!carriesDataFin(data) || (dropped > 0 && sim.clock.now() - firstDropAt > 300)) return false;
       if (dropped++ === 0) firstDropAt = sim.clock.now();
       return true;
     });
     const { cli, srv } = await exchange(sim, 256 << 10, 64 << 10);
     const report = `dropped ${dropped} at ${firstDropAt}; client ${JSON.stringify(cli)} server ${JSON.stringify(srv)}`;
-    assert.equal(dropped, 2, report);
+    assert.ok(dropped >= 2, report);
     // The DATA_FIN goes again after its retransmission timeout (1 s), not a subflow's FIN later.
     assert.ok(cli.endAt - firstDropAt >= 900 && cli.endAt - firstDropAt <= 1500, report);
     assert.ok(cli.connClosedAt - cli.endAt <= 50, report);

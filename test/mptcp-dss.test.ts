@@ -47,7 +47,10 @@ suite('DSS from the peer', () => {
       const { f, k, sf, socket } = established({ sendBufferSize: 1000 });
       socket.write(pattern(1500));
       const first = f.expectSegment(sf, { flags: 'PA', seq: 1, payloadLength: 1000 });
-      expectMptcp<DssOption>(first, { subtype: 'dss', mapping: { dsn: k.ourDsn32(0), dataLevelLength: 1000 } });
+      expectMptcp<DssOption>(first, {
+        subtype: 'dss',
+        mapping: { dsn: k.ourDsn32(0), dataLevelLength: 1000 },
+      });
       // A subflow-level ACK alone (DATA_ACK still at the start) frees nothing.
       f.send(sf, { flags: 'A', ack: 1001, options: [dss({ dataAck: k.ourDsn(0), dataAck64 })] });
       f.expectNothing();

@@ -36,13 +36,7 @@ const MAX_MAPPING = 0xffff;
  */
 function mappingLength(sf: Subflow, avail: number): number {
   const mss = sf.conn.mss;
-  const n = Math.min(
-    avail,
-    Math.max(sf.sendRoom, mss),
-    sf.conn.maxSegmentPayload,
-    MAX_MAPPING,
-    sf.nextMappingRoom,
-  );
+  const n = Math.min(avail, Math.max(sf.sendRoom, mss), sf.conn.maxSegmentPayload, MAX_MAPPING);
   return n < avail && n > mss ? n - (n % mss) : n;
 }
 /** DATA_FIN retransmission (ms, doubling) until the DATA_ACK covers it. */
@@ -734,6 +728,11 @@ export class MptcpConnection {
   /** The connection-level receive space every subflow advertises. */
   receiveSpace(): number {
     return this.rcv.window;
+  }
+
+  /** Data offset of the next byte we expect: what our DATA_ACK says. */
+  get receivedUpTo(): number {
+    return this.rcvNxt;
   }
 
   /**

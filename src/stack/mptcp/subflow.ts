@@ -29,11 +29,16 @@ import { TxMappings } from './tx-mappings.js';
 import type { SubflowHandle, SubflowOwner } from './types.js';
 
 /**
- * DSS on a data segment: 32-bit DATA_ACK, 32-bit DSN, SSN, length, checksum: 4+4+4+4+2+2 = 20.
- * The DSN goes in its 32-bit form (RFC 8684 §3.3: either is valid; the receiver expands it near
- * its DATA_ACK, which no window can outrun): Linux sends 64 bits and so 4 bytes less payload.
+ * The DSS mapping on a data segment: 32-bit DSN, SSN, length, checksum: 4+4+4+2+2 = 16. The DSN
+ * goes in its 32-bit form (RFC 8684 §3.3: either is valid; the receiver expands it near its
+ * DATA_ACK, which no window can outrun), where Linux sends 64 bits.
  */
-export const DSS_DATA_OPTION_SPACE = 20;
+export const DSS_DATA_OPTION_SPACE = 16;
+/**
+ * A DATA_ACK beside the mapping: 4 more. It rides on data segments only while it tells the peer
+ * something: until a segment carrying its current value (and window edge) is acknowledged.
+ */
+const DATA_ACK_SPACE = 4;
 /** The client's first data segment carries MP_CAPABLE with both keys and the data length: 24. */
 const MPC_DATA_OPTION_SPACE = 24;
 /** RFC 8684 §3.2: the initiator retransmits the third ACK until the fourth arrives (ms, doubling). */
@@ -109,6 +114,8 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   private readonly txChecksums = new Map<number, number>();
   /** Takes this subflow's controller out of its connection's coupled group (coupled-cc.ts). */
   private releaseCongestion: (() => void) | undefined;
+  /** The DATA_ACK (data offset), right edge and segment end of the last data segment carrying one. */
+  private dataAckCarried: { ack: number; edge: number; seqEnd: number } | undefined;
   /** Its TCP connection's congestion controller (the connection cuts it for head-of-line blocking). */
   congestion: CongestionControl | undefined;
   /** When the connection last cut its window for head-of-line blocking (ms). */
@@ -140,9 +147,31 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     return this.handle!.conn;
   }
 
-  /** Room for the DSS on every data segment; none once the connection fell back to TCP. */
+  /** Room for the DSS mapping on every data segment; none once the connection fell back to TCP. */
   get dataOptionSpace(): number {
     return this.mp.fallback ? 0 : DSS_DATA_OPTION_SPACE;
+  }
+
+  /**
+   * What data segments sized now need beyond the mapping: MP_CAPABLE's room while the client
+   * repeats it (its first segment carries it with the data length), else the DATA_ACK's while due.
+   */
+  extraDataOptionSpace(): number {
+    if (this.mp.fallback) return 0;
+    if (this.sendsMpcData()) return MPC_DATA_OPTION_SPACE - DSS_DATA_OPTION_SPACE;
+    return this.dataAckDue() ? DATA_ACK_SPACE : 0;
+  }
+
+  /**
+   * Whether data segments carry the DATA_ACK: its value or the window's right edge moved since
+   * the last one that did, or that one is not acknowledged yet (else it may have been lost).
+   * Pure ACKs always carry it.
+   */
+  private dataAckDue(): boolean {
+    const c = this.dataAckCarried;
+    const ack = this.mp.receivedUpTo;
+    if (c === undefined || c.ack !== ack || c.edge !== ack + this.mp.receiveSpace()) return true;
+    return seqDiff(this.txBase, c.seqEnd) < 0;
   }
 
   /** RFC 8684 §3.3.4: a subflow advertises the connection-level receive window. */
@@ -241,33 +270,12 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   }
 
   segmentLimit(offset: number): number {
-    const ssn = seqAdd(this.txBase, offset);
-    return Math.min(this.tx?.contiguousFrom(ssn) ?? 0, this.payloadRoomAt(ssn));
+    return this.tx?.contiguousFrom(seqAdd(this.txBase, offset)) ?? 0;
   }
 
-  /** Most bytes the next mapping may take in its first segment (connection.ts mappingLength). */
-  get nextMappingRoom(): number {
-    return this.tx === undefined ? Number.POSITIVE_INFINITY : this.payloadRoomAt(this.tx.end);
-  }
-
-  /**
-   * Payload room of a segment at `ssn` when it is less than the send MSS: the segment that
-   * carries MP_CAPABLE with data needs 4 option bytes more than the DSS the MSS leaves room for.
-   */
-  private payloadRoomAt(ssn: number): number {
-    if (!this.sendsMpcData(ssn)) return Number.POSITIVE_INFINITY;
-    return this.conn.mss - (MPC_DATA_OPTION_SPACE - DSS_DATA_OPTION_SPACE);
-  }
-
-  /** RFC 8684 §3.1: the client's data at SSN 1 rides in MP_CAPABLE until the server speaks MPTCP. */
-  private sendsMpcData(ssn: number): boolean {
-    return (
-      this.join === undefined &&
-      this.active &&
-      !this.fullyEstablished &&
-      !this.mp.fallback &&
-      seqDiff(ssn, this.conn.initialSendSeq) === 1
-    );
+  /** RFC 8684 §3.1: the client repeats MP_CAPABLE until the server speaks MPTCP. */
+  private sendsMpcData(): boolean {
+    return this.join === undefined && this.active && !this.fullyEstablished && !this.mp.fallback;
   }
 
   /** The connection gives this subflow data-level bytes [dsn, dsn + length). */
@@ -341,7 +349,7 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     } else if (this.active && !this.fullyEstablished) {
       // RFC 8684 §3.1: the client repeats MP_CAPABLE (both keys) until the server speaks MPTCP;
       // its first data segment carries the first mapping in it (DSN IDSN+1, SSN 1).
-      if (payloadLength === 0 || this.sendsMpcData(h.seqNumber)) {
+      if (payloadLength === 0 || seqDiff(h.seqNumber, this.conn.initialSendSeq) === 1) {
         const m = payloadLength > 0 ? this.tx?.at(h.seqNumber) : undefined;
         push({
           subtype: 'mp_capable',
@@ -363,7 +371,7 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
       }
     }
     if (payloadLength > 0) {
-      push(this.dataDss(h.seqNumber));
+      push(this.dataDss(h.seqNumber, payloadLength));
       // A data segment took the ACK a pending signal waits for: ask for another dispatch,
       // whose pure ACK carries it once the window is full (else a bulk sender never sends it).
       if (this.signals.length > 0) {
@@ -475,11 +483,17 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     return m === undefined ? undefined : m.dsn + seqDiff(this.txBase, m.ssn);
   }
 
-  /** DSS for a data segment at subflow sequence number `seq`: DATA_ACK and its mapping. */
-  private dataDss(seq: number): MptcpOption {
+  /** DSS for a data segment [seq, seq + length): its mapping, and the DATA_ACK while due. */
+  private dataDss(seq: number, length: number): MptcpOption {
     const mp = this.mp;
     const m = this.tx?.at(seq);
     const dss = mp.ackDss(false);
+    if (this.dataAckDue()) {
+      const ack = mp.receivedUpTo;
+      this.dataAckCarried = { ack, edge: ack + mp.receiveSpace(), seqEnd: seqAdd(seq, length) };
+    } else if (m !== undefined) {
+      delete dss.dataAck;
+    }
     if (m === undefined) return dss;
     const rel = seqDiff(m.ssn, this.conn.initialSendSeq) >>> 0;
     const dsn = mp.wireDsn(m.dsn) & DSN32_MASK;

@@ -328,7 +328,7 @@ export class TcpConnection {
   }
 
   get maxSegmentPayload(): number {
-    const mss = this.snd.sendMss;
+    const mss = this.effectiveMss();
     const max = Math.max(this.config.maxPayload, mss);
     return max - (max % mss);
   }
@@ -1204,6 +1204,8 @@ export class TcpConnection {
     payload: Uint8Array | undefined,
     gso: boolean,
   ): void {
+    // Pieces of a super-segment are as long as its sizing said (before the hook saw it).
+    const gsoSize = gso ? this.effectiveMss() : 0;
     // Options in priority order: timestamps, the subflow's (MPTCP), SACK blocks in what is left.
     const options: TcpOption[] = [];
     if (this.tsOk) {
@@ -1226,10 +1228,11 @@ export class TcpConnection {
     if (this.sackOk && this.recv.hasOutOfOrder) {
       let left = OPTION_SPACE - (this.tsOk ? TS_OPTION_SPACE : 0);
       if (this.hooks !== undefined) {
+        // A data segment was sized (effectiveMss) for the hook's whole room: read it before onSend.
+        const sizedFor = body.length > 0 ? this.hookDataSpace() : 0;
         this.hooks.onSend(header, body.length, left);
-        // A data segment was sized (effectiveMss) for the hook's whole dataOptionSpace.
         const hookUsed = tcpOptionsLength(options) - (this.tsOk ? TS_OPTION_SPACE : 0);
-        left -= body.length > 0 ? Math.max(hookUsed, this.hooks.dataOptionSpace) : hookUsed;
+        left -= Math.max(hookUsed, sizedFor);
       }
       const blocks = this.recv.sackBlocks(sackBlocksFitting(left));
       if (blocks.length > 0) {
@@ -1244,7 +1247,7 @@ export class TcpConnection {
     this.unackedSegments = 0;
     this.delAckAt = NEVER;
     this.counters.segmentsOut++;
-    emit({ header, payload: body, gsoSize: gso ? this.effectiveMss() : 0 });
+    emit({ header, payload: body, gsoSize });
   }
 
   /**
@@ -1345,14 +1348,23 @@ export class TcpConnection {
     return this.config.mss - (this.tsOk ? TS_OPTION_SPACE : 0);
   }
 
-  /** Payload per packet: the send MSS less the SACK blocks this segment will carry. */
+  /** Option bytes a data segment sized now gives the hook: its fixed room and what it asks beyond. */
+  private hookDataSpace(): number {
+    const h = this.hooks;
+    return h === undefined ? 0 : h.dataOptionSpace + (h.extraDataOptionSpace?.() ?? 0);
+  }
+
+  /**
+   * Payload per packet: the send MSS less the option room the hook asks beyond its fixed share
+   * and the SACK blocks this segment will carry.
+   */
   private effectiveMss(): number {
-    if (!(this.sackOk && this.recv.hasOutOfOrder)) return this.snd.sendMss;
-    const left = OPTION_SPACE - (this.tsOk ? TS_OPTION_SPACE : 0) - (this.hooks?.dataOptionSpace ?? 0);
+    const extra = this.hooks?.extraDataOptionSpace?.() ?? 0;
+    const mss = Math.max(1, this.snd.sendMss - extra);
+    if (!(this.sackOk && this.recv.hasOutOfOrder)) return mss;
+    const left = OPTION_SPACE - (this.tsOk ? TS_OPTION_SPACE : 0) - this.hookDataSpace();
     const blocks = Math.min(this.recv.sackBlocks(TCP_MAX_SACK_BLOCKS).length, sackBlocksFitting(left));
-    return blocks === 0
-      ? this.snd.sendMss
-      : Math.max(1, this.snd.sendMss - (SACK_BASE_SPACE + SACK_BLOCK_SPACE * blocks));
+    return blocks === 0 ? mss : Math.max(1, mss - (SACK_BASE_SPACE + SACK_BLOCK_SPACE * blocks));
   }
 
   /** Whether dispatch would send data right now (for pollAt). */

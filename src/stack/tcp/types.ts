@@ -218,6 +218,11 @@ export interface SubflowHooks {
    */
   readonly dataOptionSpace: number;
   /**
+   * Option bytes beyond `dataOptionSpace` the data segments sized now need (absent: none). The
+   * engine reads it once per dispatch, so it must not change while one sends.
+   */
+  extraDataOptionSpace?(): number;
+  /**
    * Appends the hook's options to `header.options` (which holds the engine's so far) using at
    * most `spaceLeft` bytes. `payloadLength` bytes at `header.seqNumber` ride on the segment.
    */
