@@ -9,8 +9,11 @@ import {
   type DemoResult,
   demoHtml,
   formatDemo,
+  type IperfResult,
+  parseClientStats,
   parseIperf,
   parseServerLog,
+  subflowSeries,
 } from '../src/proxy/demo/report.js';
 
 const iv = (start: number, bps: number) => ({ sum: { start, end: start + 1, bits_per_second: bps } });
@@ -128,4 +131,60 @@ test('formatDemo: the two rows with the ratio, each server, the flip, the plot; 
   assert.equal(html.match(/<svg /g)?.length, 2);
   assert.match(html, /<pre>[^<]*single-path TCP/);
   assert.doesNotMatch(html, /plot: demo\.html/);
+});
+
+test("the chart has a line per subflow of the mptun run, from the client's connection stats", () => {
+  const t0 = 1_000_000;
+  const line = (dt: number, conn: number, sfs: [number, string, number][]) =>
+    JSON.stringify({
+      level: 30,
+      time: t0 + dt,
+      conn,
+      subflows: sfs.map(([id, path, acked]) => ({ id, path, acked, received: 0 })),
+      msg: 'connection stats',
+    });
+  const stderr = [
+    '{"level":30,"time":1,"msg":"client: intercepting"}',
+    line(500, 1, [[1, '10.0.1.1:5->10.9.0.1:80', 1000]]),
+    line(500, 2, [
+      [1, '10.0.1.1:6->10.9.0.1:80', 0],
+      [2, '10.0.2.1:7->10.9.0.2:80', 0],
+    ]),
+    line(1000, 1, [[1, '10.0.1.1:5->10.9.0.1:80', 1000]]),
+    line(1000, 2, [
+      [1, '10.0.1.1:6->10.9.0.1:80', 3e6],
+      [2, '10.0.2.1:7->10.9.0.2:80', 1e6],
+    ]),
+    '{"level":30,"time":3,"msg":"connection stats", cut short',
+    line(1500, 2, [
+      [1, '10.0.1.1:6->10.9.0.1:80', 6e6],
+      [2, '10.0.2.1:7->10.9.0.2:80', 4e6],
+    ]),
+  ].join('\n');
+  const stats = parseClientStats(stderr);
+  assert.equal(stats.length, 5);
+  const run = { ...sample().mptun, bytes: 10e6, startedAtMs: t0 } as IperfResult;
+  const lines = subflowSeries(stats, run);
+  // The control connection (conn 1, 1000 bytes) is left out; conn 2's two subflows remain.
+  assert.deepEqual(
+    lines.map((s) => [s.label, s.points.map((p) => [p.start, p.end, p.bitsPerSecond])]),
+    [
+      [
+        'subflow 10.0.1.1:6->10.9.0.1:80',
+        [
+          [0.5, 1, 48e6],
+          [1, 1.5, 48e6],
+        ],
+      ],
+      [
+        'subflow 10.0.2.1:7->10.9.0.2:80',
+        [
+          [0.5, 1, 16e6],
+          [1, 1.5, 48e6],
+        ],
+      ],
+    ],
+  );
+  const html = demoHtml({ ...sample(), mptun: run, clientStats: stats });
+  assert.match(html, /data-kind="subflow" data-label="subflow 10\.0\.2\.1:7-&gt;10\.9\.0\.2:80"/);
 });

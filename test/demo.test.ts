@@ -100,6 +100,12 @@ test('the demo with 1 s transfers: the table, the flip, the chart, and nothing l
   assert.equal(html.match(/<svg /g)?.length, 2);
   assert.doesNotMatch(html, /<script|src=|href=/);
   assert.match(html, /data-label="plain TCP \(p1\)"/);
+  // A line per subflow of the mptun runs (from mptun client --stats-interval): at least one on
+  // each of the client's two paths, in both charts.
+  for (const svg of html.split('<svg ').slice(1)) {
+    const paths = new Set([...svg.matchAll(/data-label="subflow ([\d.]+):\d+-&gt;/g)].map((m) => m[1]));
+    assert.ok(paths.size >= 2, `subflow lines from ${[...paths].join(', ')}`);
+  }
   // Nothing left: no namespace of the prefix, no state file.
   assert.deepEqual(await leftovers(prefix), []);
   assert.equal(existsSync(statePath(dir, prefix)), false);

@@ -51,6 +51,8 @@ export interface ClientConfig {
   /** Give up opening the MPTCP connection after this long (the app's connection is reset). */
   connectTimeoutMs: number;
   drainTimeoutMs: number;
+  /** Log each open connection's bytes per subflow this often ('connection stats'); 0: never. */
+  statsIntervalMs: number;
   /**
    * Converter mode (RFC 8803): every connection goes to this mptun server's converter port, with a
    * Convert request naming the original destination; undefined is transparent mode.
@@ -73,6 +75,7 @@ export interface ClientFlags {
   checksum?: boolean | undefined;
   'connect-timeout'?: number | undefined;
   'drain-timeout'?: number | undefined;
+  'stats-interval'?: number | undefined;
   server?: string | undefined;
   'psk-file'?: string | undefined;
   'tun-addr6'?: string | undefined;
@@ -94,6 +97,7 @@ export const CLIENT_CONFIG_SCHEMA: ConfigSchema = {
   checksum: 'boolean',
   'connect-timeout': 'number',
   'drain-timeout': 'number',
+  'stats-interval': 'number',
   server: 'string',
   'psk-file': 'string',
   pcap: 'string',
@@ -310,6 +314,9 @@ export function validateClientFlags(f: ClientFlags): ClientConfigResult {
   const drain = f['drain-timeout'] ?? 10;
   if (!(Number.isFinite(drain) && drain >= 0 && drain <= 3600))
     return { error: '--drain-timeout must be 0-3600 seconds' };
+  const stats = f['stats-interval'] ?? 0;
+  if (!(Number.isFinite(stats) && (stats === 0 || (stats >= 0.1 && stats <= 3600))))
+    return { error: '--stats-interval must be 0 (off) or 0.1-3600 seconds' };
   if (f.pcap !== undefined && f.pcap.trim() === '')
     return { error: '--pcap FILE: give the path of the capture file to write' };
   return {
@@ -326,6 +333,7 @@ export function validateClientFlags(f: ClientFlags): ClientConfigResult {
       checksum: f.checksum ?? false,
       connectTimeoutMs: connectTimeout * 1000,
       drainTimeoutMs: drain * 1000,
+      statsIntervalMs: stats * 1000,
       converter,
       pcap: f.pcap,
     },

@@ -113,6 +113,11 @@ export const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
         describe:
           'On SIGTERM/SIGINT, seconds to let open connections finish before closing them [default: 10]',
       })
+      .option('stats-interval', {
+        type: 'number',
+        describe:
+          "Every SEC seconds, log each open connection's bytes sent and received per subflow ('connection stats'; 0: off) [default: 0]",
+      })
       .option('server', {
         type: 'string',
         describe:

@@ -25,6 +25,79 @@ export interface IperfResult {
   seconds: number;
   bitsPerSecond: number;
   intervals: IperfInterval[];
+  /** When the demo started the iperf3 process (epoch ms): lines the client's stats up with it. */
+  startedAtMs?: number;
+}
+
+/** One 'connection stats' line of `mptun client --stats-interval`: bytes per subflow. */
+export interface ClientStatsSample {
+  timeMs: number;
+  conn: number;
+  subflows: { id: number; path: string; acked: number; received: number }[];
+}
+
+/** The client's 'connection stats' lines (pino JSON on stderr); other lines are skipped. */
+export function parseClientStats(stderr: string): ClientStatsSample[] {
+  const out: ClientStatsSample[] = [];
+  for (const line of stderr.split('\n')) {
+    if (!line.includes('"connection stats"')) continue;
+    let rec: Json;
+    try {
+      rec = JSON.parse(line) as Json;
+    } catch {
+      continue; // a line cut short when the process was stopped: nothing to plot from it
+    }
+    if (rec['msg'] !== 'connection stats' || !Array.isArray(rec['subflows'])) continue;
+    out.push({
+      timeMs: num(rec['time']),
+      conn: num(rec['conn']),
+      subflows: (rec['subflows'] as Json[]).map((f) => ({
+        id: num(f['id']),
+        path: String(f['path'] ?? '?'),
+        acked: num(f['acked']),
+        received: num(f['received']),
+      })),
+    });
+  }
+  return out;
+}
+
+/**
+ * Upload throughput per subflow during `run` (its seconds from `run.startedAtMs`), from the
+ * client's samples: the connections that carried at least 1% of the run's bytes (not iperf3's
+ * control connection). Chart time is the run's own.
+ */
+export function subflowSeries(samples: readonly ClientStatsSample[], run: IperfResult): PlotSeries[] {
+  if (run.startedAtMs === undefined) return [];
+  const from = run.startedAtMs;
+  const to = from + (run.seconds + 2) * 1000;
+  const bySubflow = new Map<
+    string,
+    { label: string; last?: { t: number; bytes: number }; series: PlotSeries; bytes: number }
+  >();
+  for (const s of samples) {
+    if (s.timeMs < from || s.timeMs > to) continue;
+    for (const f of s.subflows) {
+      const key = `${s.conn}/${f.id}`;
+      let e = bySubflow.get(key);
+      if (e === undefined) {
+        const label = `subflow ${f.path}`;
+        e = { label, series: { kind: 'subflow', label, points: [] }, bytes: 0 };
+        bySubflow.set(key, e);
+      }
+      const t = (s.timeMs - from) / 1000;
+      if (e.last !== undefined && t > e.last.t) {
+        const sent = Math.max(0, f.acked - e.last.bytes);
+        e.series.points.push({ start: e.last.t, end: t, bitsPerSecond: (sent * 8) / (t - e.last.t) });
+        e.bytes += sent;
+      }
+      e.last = { t, bytes: f.acked };
+    }
+  }
+  const floor = run.bytes / 100;
+  return [...bySubflow.values()]
+    .filter((e) => e.bytes > floor && e.series.points.length > 0)
+    .map((e) => e.series);
 }
 
 /** Reads iperf3's -J output; an unreadable document is a failed run that says why. */
@@ -143,6 +216,8 @@ export interface DemoResult {
   mptun: IperfResult | { unavailable: string };
   servers: { name: string; log: ServerLog }[];
   flip?: FlipResult | { unavailable: string };
+  /** `mptun client --stats-interval` samples: the chart's line per subflow. */
+  clientStats?: ClientStatsSample[];
   plot?: string;
 }
 
@@ -224,13 +299,19 @@ function series(label: string, r: IperfResult, offset = 0): PlotSeries {
 /** The demo's chart page: throughput over time of each run, and of both transfers across the flip. */
 export function demoHtml(d: DemoResult): string {
   const charts: PlotData[] = [];
+  const stats = d.clientStats ?? [];
   const measure: PlotSeries[] = [series('single-path TCP (p1)', d.baseline)];
-  if (!('unavailable' in d.mptun)) measure.push(series('mptun (p1 + p2)', d.mptun));
+  if (!('unavailable' in d.mptun))
+    measure.push(series('mptun (p1 + p2)', d.mptun), ...subflowSeries(stats, d.mptun));
   charts.push({ title: `iperf3 through the testbed: ${d.rates[0]} + ${d.rates[1]}`, series: measure });
   if (d.flip !== undefined && !('unavailable' in d.flip)) {
     charts.push({
       title: `anycast flip to ${d.flip.site} at ${d.flip.atSec.toFixed(1)} s`,
-      series: [series('plain TCP (p1)', d.flip.plain), series('mptun (p1 + p2)', d.flip.mptun)],
+      series: [
+        series('plain TCP (p1)', d.flip.plain),
+        series('mptun (p1 + p2)', d.flip.mptun),
+        ...subflowSeries(stats, d.flip.mptun),
+      ],
     });
   }
   return [

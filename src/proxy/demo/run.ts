@@ -22,6 +22,7 @@ import {
   demoHtml,
   type FlipResult,
   type IperfResult,
+  parseClientStats,
   parseIperf,
   parseServerLog,
 } from './report.js';
@@ -194,6 +195,9 @@ async function measure(o: DemoOptions, plan: TestbedPlan, procs: NsProcess[]): P
           ...plan.paths.flatMap((p) => ['--path', `${p.cli.dev}=${p.lb.v4}`]),
           '--drain-timeout',
           '2',
+          // Bytes per subflow twice a second: the chart's subflow lines.
+          '--stats-interval',
+          '0.5',
         ]),
       )
     : undefined;
@@ -203,6 +207,7 @@ async function measure(o: DemoOptions, plan: TestbedPlan, procs: NsProcess[]): P
   );
 
   const iperf = async (label: string, args: string[], seconds: number): Promise<IperfResult> => {
+    const startedAtMs = Date.now();
     const p = start(
       new NsProcess(label, ns.cli, 'iperf3', [
         '-c',
@@ -226,7 +231,7 @@ async function measure(o: DemoOptions, plan: TestbedPlan, procs: NsProcess[]): P
     );
     const exit = await p.done(o.signal).finally(() => clearTimeout(deadline));
     check(o.signal);
-    const r = parseIperf(p.stdout, exit.code);
+    const r = { ...parseIperf(p.stdout, exit.code), startedAtMs };
     if (!stalled) return r;
     const why = `stopped: not done ${IPERF_GRACE_SEC} s after its ${seconds} s`;
     return { ...r, ok: false, error: r.error === undefined ? why : `${why} (${r.error})` };
@@ -265,6 +270,7 @@ async function measure(o: DemoOptions, plan: TestbedPlan, procs: NsProcess[]): P
     mptun,
     servers: plan.servers.map((s, i) => ({ name: s.name, log: parseServerLog(servers[i]!.stderr) })),
     ...(flip === undefined ? {} : { flip }),
+    ...(client === undefined ? {} : { clientStats: parseClientStats(client.stderr) }),
     ...(o.plot === undefined ? {} : { plot: o.plot }),
   };
   if (o.plot !== undefined) await writeFile(o.plot, demoHtml(result));
