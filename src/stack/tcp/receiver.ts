@@ -98,14 +98,32 @@ export class ReceiveBuffer {
    * The result object is reused by the next call.
    */
   insert(rcvNxt: number, seq: number, data: Uint8Array): InsertResult {
+    return this.place(rcvNxt, seq, data, false);
+  }
+
+  /**
+   * `insert` for bytes the caller hands over for good (a view it owns and will never change,
+   * such as a chunk read from another ReceiveBuffer): they are kept as they are, in order or out
+   * of order, without a copy (MPTCP moves a subflow's bytes to the connection this way; about
+   * half of them arrive ahead of the data-level RCV.NXT when two paths are in use).
+   */
+  insertOwned(rcvNxt: number, seq: number, data: Buffer): InsertResult {
+    return this.place(rcvNxt, seq, data, true);
+  }
+
+  private place(rcvNxt: number, seq: number, data: Uint8Array, owned: boolean): InsertResult {
     const res = this.result;
     const offset = seqDiff(seq, rcvNxt);
     if (offset > 0) {
       res.advance = 0;
-      res.duplicate = this.insertOutOfOrder(seq, data);
+      res.duplicate = this.insertOutOfOrder(seq, data, owned);
       return res;
     }
-    this.appendInOrder(data);
+    if (owned && data.length > 0) {
+      this.closeOpen();
+      this.queue.push(data as Buffer);
+      this.unread += data.length;
+    } else this.appendInOrder(data);
     // RCV.NXT moves past this segment and any out-of-order data it reaches.
     const placedEnd = seqAdd(seq, data.length);
     let end = placedEnd;
@@ -121,23 +139,6 @@ export class ReceiveBuffer {
     const advance = seqDiff(end, rcvNxt);
     this.unread += advance - data.length;
     res.advance = advance;
-    res.duplicate = false;
-    return res;
-  }
-
-  /**
-   * `insert` for bytes the caller hands over for good (a view it owns and will never change,
-   * such as a chunk read from another ReceiveBuffer): when they are the next in-order bytes and
-   * nothing waits out of order, they are queued as they are, without a copy (MPTCP moves a
-   * subflow's bytes to the connection this way). Anything else is copied as by `insert`.
-   */
-  insertOwned(rcvNxt: number, seq: number, data: Buffer): InsertResult {
-    if (seq !== rcvNxt || this.ooo.length > 0 || data.length === 0) return this.insert(rcvNxt, seq, data);
-    this.closeOpen();
-    this.queue.push(data);
-    this.unread += data.length;
-    const res = this.result;
-    res.advance = data.length;
     res.duplicate = false;
     return res;
   }
@@ -281,8 +282,11 @@ export class ReceiveBuffer {
     if (i > 0) this.pieces = pieces.slice(i);
   }
 
-  /** Stores the bytes of [seq, seq + n) not held yet; true when all of them were. */
-  private insertOutOfOrder(seq: number, data: Uint8Array): boolean {
+  /**
+   * Stores the bytes of [seq, seq + n) not held yet (`owned`: as views of `data`, else copied);
+   * true when all of them were.
+   */
+  private insertOutOfOrder(seq: number, data: Uint8Array, owned: boolean): boolean {
     const right = seqAdd(seq, data.length);
     const duplicate = this.addRange(seq, right);
     if (duplicate) return true;
@@ -294,10 +298,10 @@ export class ReceiveBuffer {
       if (seqLe(pEnd, cursor)) continue;
       if (seqGe(p.seq, right)) break;
       if (seqLt(cursor, p.seq))
-        added.push(this.copyPiece(cursor, data.subarray(seqDiff(cursor, seq), seqDiff(p.seq, seq))));
+        added.push(this.piece(cursor, data.subarray(seqDiff(cursor, seq), seqDiff(p.seq, seq)), owned));
       if (seqGt(pEnd, cursor)) cursor = pEnd;
     }
-    if (seqLt(cursor, right)) added.push(this.copyPiece(cursor, data.subarray(seqDiff(cursor, seq))));
+    if (seqLt(cursor, right)) added.push(this.piece(cursor, data.subarray(seqDiff(cursor, seq)), owned));
     if (added.length > 0) {
       const all = this.pieces.concat(added);
       all.sort((a, b) => seqDiff(a.seq, b.seq));
@@ -306,7 +310,8 @@ export class ReceiveBuffer {
     return false;
   }
 
-  private copyPiece(seq: number, bytes: Uint8Array): Piece {
+  private piece(seq: number, bytes: Uint8Array, owned: boolean): Piece {
+    if (owned) return { seq, data: bytes as Buffer };
     this.closeOpen();
     const at = this.reserve(bytes.length);
     const slab = this.slab!;
