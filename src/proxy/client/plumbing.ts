@@ -27,6 +27,7 @@ import { HostCommandError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { ip, nft, nftScript, readSysctl, run, writeSysctl } from '../host-net.js';
 import { type ClientConfig, type ClientPath, cidrText } from './config.js';
+import { probeInterface } from './link-watch.js';
 
 interface Step {
   what: string;
@@ -77,7 +78,9 @@ export function resolvePaths(paths: readonly ClientPath[]): ClientPath[] {
     const gateway = p.gateway ?? findGateway(p.iface);
     if (gateway === undefined)
       throw new HostCommandError(
-        `--path ${p.iface}: no route via a gateway on ${p.iface} to learn the next hop from; name it: --path ${p.iface}=GATEWAY`,
+        probeInterface(p.iface).v4
+          ? `--path ${p.iface}: no route via a gateway on ${p.iface} to learn the next hop from; name it: --path ${p.iface}=GATEWAY`
+          : `--path ${p.iface}: the interface is down, so its gateway cannot be learnt; name it (--path ${p.iface}=GATEWAY) to start without it and use it once it is up`,
       );
     if (p.address6 === undefined) return { ...p, gateway };
     const gateway6 = p.gateway6 ?? findGateway(p.iface, 6);
@@ -147,7 +150,7 @@ export class ClientPlumbing {
         const spec = tableRoute(path, table, family);
         if (address === undefined || spec === undefined) continue;
         this.route(family, [`${address}/${family === 4 ? 32 : 128}`, 'dev', tun]);
-        this.route(family, spec, { mayVanish: true });
+        this.route(family, spec, { mayVanish: true, pathIface: path.iface });
         const rule = ['from', address, 'lookup', table, 'priority', table];
         this.add(
           `rule ${rule.join(' ')}`,
@@ -224,16 +227,28 @@ export class ClientPlumbing {
    * A route added and removed again on close. `mayVanish`: the kernel deletes it when its
    * interface goes down, so on undo an absent route is no failure.
    */
-  private route(family: 4 | 6, spec: string[], o: { mayVanish?: boolean } = {}): void {
+  /**
+   * Adds a route (undone on tear-down). A path's table route (`pathIface`) on an interface that
+   * is down now cannot be added (its gateway is unreachable): the path starts down and the route
+   * comes with the link (`restorePath`, from path following).
+   */
+  private route(family: 4 | 6, spec: string[], o: { mayVanish?: boolean; pathIface?: string } = {}): void {
     const f = `-${family}`;
-    this.add(
-      `route ${spec.join(' ')}`,
-      () => ip(undefined, f, 'route', 'add', ...spec),
-      () => {
-        if (o.mayVanish === true && !routePresent(family, spec)) return;
-        ip(undefined, f, 'route', 'del', ...spec);
-      },
-    );
+    const undo = () => {
+      if (o.mayVanish === true && !routePresent(family, spec)) return;
+      ip(undefined, f, 'route', 'del', ...spec);
+    };
+    try {
+      this.add(`route ${spec.join(' ')}`, () => ip(undefined, f, 'route', 'add', ...spec), undo);
+    } catch (err) {
+      const state = o.pathIface === undefined ? undefined : probeInterface(o.pathIface);
+      if (state === undefined || (family === 4 ? state.v4 : state.v6)) throw err;
+      this.steps.push({ what: `route ${spec.join(' ')} (when ${o.pathIface} is up)`, undo });
+      this.log.info(
+        { iface: o.pathIface, route: spec.join(' ') },
+        'client: path down at start; its route comes with the link',
+      );
+    }
     this.report.routes.push(spec.join(' '));
   }
 
