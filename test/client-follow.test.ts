@@ -33,6 +33,7 @@ import {
   twoPathTopology,
 } from './support/mptcp-lab.js';
 import { NetnsLab } from './support/netns.js';
+import { APP } from './support/command-app.js';
 import { type Run, start, startMptun } from './support/perf-lab.js';
 
 const lab = new NetnsLab();
@@ -82,30 +83,6 @@ function subflows(port = 5001): { path1: number; path2: number; p1Received: numb
     p2Received: s.find((x) => x.peer.addr === t.paths[1].cli.v4)?.bytesReceived ?? 0,
   };
 }
-
-/** A plain TCP app that sends random chunks on command (`send N` on stdin, then `fin`). */
-const APP = `
-import hashlib, os, socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
-h = hashlib.sha256(); total = 0
-print("connected", flush=True)
-for line in sys.stdin:
-    cmd = line.split()
-    if cmd and cmd[0] == "send":
-        data = os.urandom(int(cmd[1]))
-        s.sendall(data); h.update(data); total += len(data)
-        print("sent", total, flush=True)
-    elif cmd == ["fin"]:
-        break
-s.shutdown(socket.SHUT_WR)
-r = hashlib.sha256(); got = 0
-while True:
-    d = s.recv(65536)
-    if not d:
-        break
-    r.update(d); got += len(d)
-print("done", total, h.hexdigest(), got, r.hexdigest(), flush=True)
-`;
 
 async function send(n: number, total: number, to: Run = app): Promise<void> {
   to.child.stdin?.write(`send ${n}\n`);
