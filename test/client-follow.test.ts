@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createLogger } from '../src/log.js';
 import { LinkWatch, monitorLineIface, type PathState, parseState } from '../src/proxy/client/link-watch.js';
+import { APP } from './support/command-app.js';
 import {
   type Counters,
   configureMptcp,
@@ -33,7 +34,6 @@ import {
   twoPathTopology,
 } from './support/mptcp-lab.js';
 import { NetnsLab } from './support/netns.js';
-import { APP } from './support/command-app.js';
 import { type Run, start, startMptun } from './support/perf-lab.js';
 
 const lab = new NetnsLab();

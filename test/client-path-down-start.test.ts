@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { APP } from './support/command-app.js';
 import {
   configureMptcp,
   counterDelta,
@@ -22,7 +23,6 @@ import {
   twoPathTopology,
 } from './support/mptcp-lab.js';
 import { NetnsLab } from './support/netns.js';
-import { APP } from './support/command-app.js';
 import { type Run, start, startMptun } from './support/perf-lab.js';
 
 const lab = new NetnsLab();
