@@ -109,17 +109,7 @@ async function userRun(env: Env, ns: string, seconds: number, reverse: boolean):
   const self = fileURLToPath(import.meta.url);
   const child = spawn(
     process.execPath,
-    // The heap growing factor bin/mptun.js sets (see there): the child measures what users run.
-    [
-      '--heap-growing-percent=1000',
-      '--import',
-      'tsx',
-      self,
-      USER_CHILD,
-      ns,
-      String(seconds),
-      reverse ? 'reverse' : 'forward',
-    ],
+    ['--import', 'tsx', self, USER_CHILD, ns, String(seconds), reverse ? 'reverse' : 'forward'],
     { cwd: dirname(dirname(self)), stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';

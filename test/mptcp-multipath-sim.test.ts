@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { slabPoolStats } from '../src/stack/tcp/slab-pool.js';
 import {
   MP_CLIENT_ADDRS,
   MP_UNIQUE,
@@ -111,4 +112,9 @@ describe("simult_flows.sh's matrix over two simulated paths (16 MiB, direct mode
       });
     }
   }
+  it('the receive slabs were reused (the sinks release what they hashed), none released twice', () => {
+    const pool = slabPoolStats();
+    assert.equal(pool.overReleased, 0);
+    assert.ok(pool.reused > 10 * pool.allocated, `${pool.reused} reuses of ${pool.allocated} slabs`);
+  });
 });

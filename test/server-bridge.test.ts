@@ -2,7 +2,8 @@
  * The server's bridge (src/proxy/server/bridge.ts) over loopback kernel TCP on both sides: the
  * client's half-close reaches the backend and the backend's reply still flows back; a backend
  * that stops reading stops the bridge reading from the client (backpressure), and everything
- * arrives once it reads again; a backend that is not there resets the client.
+ * arrives once it reads again, and the same the other way, where the backend's reads land in
+ * pooled slabs that are reused once written; a backend that is not there resets the client.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -12,6 +13,7 @@ import { after, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createLogger } from '../src/log.js';
 import { Bridge } from '../src/proxy/server/bridge.js';
+import { slabPoolStats } from '../src/stack/tcp/slab-pool.js';
 
 const log = createLogger('silent');
 const servers: Server[] = [];
@@ -121,6 +123,47 @@ test('backpressure: a backend that stops reading stops the bridge reading; all b
   assert.equal(await b.done, 'ok');
   assert.equal(receivedBytes, total);
   assert.equal(received.digest('hex'), sent.digest('hex'));
+});
+
+test('backpressure the other way: a client that stops reading stops the bridge reading the backend; its reads reuse pooled slabs', async () => {
+  const total = 128 * 1024 * 1024;
+  const sent = createHash('sha256');
+  const backend = await listen((s) => {
+    void (async () => {
+      const chunk = Buffer.alloc(1 << 20);
+      for (let written = 0; written < total; written += chunk.length) {
+        chunk.fill((written >>> 20) + 1);
+        sent.update(chunk);
+        if (!s.write(chunk)) await once(s, 'drain');
+      }
+      s.end();
+    })();
+    s.resume(); // the client sends nothing: its FIN
+  });
+  const { client, bridge } = await bridged(backend);
+  client.pause();
+  const b = await bridge;
+  await delay(500); // as above: no event says "stalled"
+  const stalledAt = b.stats.down;
+  assert.ok(stalledAt < 64 * 1024 * 1024, `the bridge read ${stalledAt} bytes the client never took`);
+  const before = slabPoolStats();
+  const received = createHash('sha256');
+  let receivedBytes = 0;
+  client.on('data', (d: Buffer) => {
+    received.update(d);
+    receivedBytes += d.length;
+  });
+  client.end();
+  client.resume();
+  await once(client, 'end');
+  assert.equal(await b.done, 'ok');
+  assert.equal(receivedBytes, total);
+  assert.equal(received.digest('hex'), sent.digest('hex'));
+  const after = slabPoolStats();
+  // 128 MiB through 256 KiB read slabs: were each new, that would be 512 of them.
+  assert.ok(after.reused - before.reused > 400, `slabs reused ${after.reused - before.reused} times`);
+  assert.ok(after.allocated - before.allocated < 64, `${after.allocated - before.allocated} slabs allocated`);
+  assert.equal(after.overReleased, 0);
 });
 
 test('a backend that refuses: the bridge fails and the client connection is torn down', async () => {

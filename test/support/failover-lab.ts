@@ -32,11 +32,10 @@ export interface Tick {
 
 /**
  * Our stack as a peer in `ns` with the failover options: stdin control, a tick every 100 ms, and
- * the gaps a server sees (the heap flag as bin/mptun.js sets it). A server runs without C flag.
+ * the gaps a server sees. A server runs without C flag.
  */
 export function failoverPeer(lab: NetnsLab, ns: string, role: 'client' | 'server', args: string[]): Run {
   return start(lab, ns, process.execPath, [
-    '--heap-growing-percent=1000',
     '--import',
     'tsx',
     USER_PEER,

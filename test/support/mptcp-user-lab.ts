@@ -167,15 +167,7 @@ export async function startUserPeer(
   if (o.offload) args.push('--offload');
   args.push('--timeout', String(o.timeoutSec ?? 60));
   if (o.progressEvery !== undefined) args.push('--progress', String(o.progressEvery));
-  // The heap flag as bin/mptun.js sets it: long flows churn receive slabs (see there).
-  const run = start(lab, ns, process.execPath, [
-    '--heap-growing-percent=1000',
-    '--import',
-    'tsx',
-    USER_PEER,
-    role,
-    ...args,
-  ]);
+  const run = start(lab, ns, process.execPath, ['--import', 'tsx', USER_PEER, role, ...args]);
   const step = async (s: string, index?: number, timeoutMs = 30_000) => {
     const re = new RegExp(`^${escapeRe(s)}${index === undefined ? '' : ` ${index}`}(?: .*)?$`, 'm');
     const m = await run.waitFor(re, timeoutMs);

@@ -58,6 +58,7 @@ import type { MptcpInfo } from '../../src/stack/mptcp/connection.js';
 import { mptcpCounterSet } from '../../src/stack/mptcp/counters.js';
 import type { MptcpConfig } from '../../src/stack/mptcp/types.js';
 import { tcpCounterSet } from '../../src/stack/tcp/counters.js';
+import { releaseChunk } from '../../src/stack/tcp/slab-pool.js';
 import { fail, labChunks, say } from './mptcp-lab.js';
 
 const { positionals, values: o } = parseArgs({
@@ -174,6 +175,7 @@ async function run(i: number, s: TcpSocket, sendBytes: number, sendFirst: boolea
       if (o.gaps && last !== undefined && now - last >= 50) say('gap', i, Math.round(now - last), Date.now());
       last = now;
       rx.update(d);
+      releaseChunk(d); // hashed, never read again: its slab can be reused
       received += d.length;
       progress();
     });

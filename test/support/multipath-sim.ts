@@ -31,6 +31,7 @@ import type { TcpSocket } from '../../src/stack/iface/tcp-socket.js';
 import type { MptcpInfo } from '../../src/stack/mptcp/connection.js';
 import type { MptcpConfig } from '../../src/stack/mptcp/types.js';
 import type { TcpConfig } from '../../src/stack/tcp/connection.js';
+import { releaseChunk } from '../../src/stack/tcp/slab-pool.js';
 import { runClock, seededBytes } from './sim.js';
 
 export const MP_CLIENT_ADDRS = ['10.1.1.1', '10.1.2.1'] as const;
@@ -241,6 +242,7 @@ function sendAll(socket: TcpSocket, data: Uint8Array, fail: (e: unknown) => void
 function receiveInto(socket: TcpSocket, end: End, expected: number, now: () => number): void {
   socket.on('data', (chunk: Buffer) => {
     end.hash.update(chunk);
+    releaseChunk(chunk); // hashed: its slab can be reused (a wrong release would show in the SHA)
     end.received += chunk.length;
     if (end.received >= expected && end.doneAt === undefined) end.doneAt = now();
   });

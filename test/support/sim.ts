@@ -27,6 +27,7 @@ import {
 } from '../../src/stack/iface/stack.js';
 import type { TcpSocket } from '../../src/stack/iface/tcp-socket.js';
 import type { TcpConfig } from '../../src/stack/tcp/connection.js';
+import { releaseChunk } from '../../src/stack/tcp/slab-pool.js';
 import { encodeIpv4, parseIpv4 } from '../../src/stack/wire/ipv4.js';
 import { encodeIpv6, parseIpv6 } from '../../src/stack/wire/ipv6.js';
 import {
@@ -336,6 +337,7 @@ export async function simTransfer(
       highWaterMark: 256 * 1024,
       write(chunk: Buffer, _enc, cb) {
         receivedHash.update(chunk);
+        releaseChunk(chunk); // hashed: its slab can be reused (a wrong release would show in the SHA)
         received += chunk.length;
         lastByteAt = sim.clock.now();
         cb();

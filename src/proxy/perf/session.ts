@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../log.js';
 import type { MptcpInfo, MptcpSubflowInfo } from '../../stack/mptcp/connection.js';
+import { releaseChunk } from '../../stack/tcp/slab-pool.js';
 import {
   formatBytes,
   formatCounterBlock,
@@ -445,7 +446,9 @@ export class PerfSession {
   }
 
   private count(s: DataStream): void {
+    // The only reader of these bytes: each chunk goes back to the receive-slab pool once counted.
     s.conn.stream.on('data', (chunk: Buffer) => {
+      releaseChunk(chunk);
       if (!this.running) return;
       s.bytes += chunk.length;
       this.received += chunk.length;

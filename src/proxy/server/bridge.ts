@@ -5,10 +5,12 @@
  * backend as end() and the backend's reply still flows back (and the other way round). An error
  * on either side destroys both (the client sees a reset).
  */
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../../log.js';
+import { releaseChunk } from '../../stack/tcp/slab-pool.js';
+import { connectBackend, pooledReads } from './backend-socket.js';
 
 export interface BridgeStats {
   /** Client → backend bytes. */
@@ -53,10 +55,7 @@ export class Bridge {
 
   constructor(private readonly o: BridgeOptions) {
     const { front, backend, log } = o;
-    const back: BackSide =
-      o.connected ??
-      o.openBack?.() ??
-      connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+    const back: BackSide = o.connected ?? o.openBack?.() ?? connectBackend(backend.host, backend.port);
     this.back = back;
     back.setNoDelay?.(true);
     const timer = setTimeout(() => {
@@ -79,13 +78,27 @@ export class Bridge {
     front.on('data', (d: Buffer) => {
       this.stats.up += d.length;
     });
-    back.on('data', (d: Buffer) => {
-      this.stats.down += d.length;
-    });
     // A failure on one side resets the other, before pipeline() destroys it (a plain destroy of
     // Node's socket would send FIN: a clean end of stream the peer could take for success).
     back.once('error', () => reset(front));
     front.once('error', () => reset(back));
+    releaseWhenWritten(back);
+    releaseWhenWritten(front);
+    const reads = pooledReads(back);
+    if (reads === undefined) {
+      back.on('data', (d: Buffer) => {
+        this.stats.down += d.length;
+      });
+    } else {
+      // A backend socket reading into pooled slabs emits no 'data': its bytes come here, with
+      // the backpressure pipeline() would apply (the pipeline still carries its end and errors).
+      reads.attach((chunk) => {
+        this.stats.down += chunk.length;
+        if (front.write(chunk)) return true;
+        front.once('drain', () => back.resume());
+        return false;
+      });
+    }
     const up = pipeline(front, back).then(() =>
       log.debug({ bytes: this.stats.up }, 'client finished sending'),
     );
@@ -112,6 +125,28 @@ export class Bridge {
     reset(this.o.front, reason);
   }
 }
+
+/**
+ * The pipelines hold no chunk once its write completed, and the chunks our stack's sockets
+ * read are views of its receive slabs: each goes back to the slab pool (slab-pool.ts) when
+ * `dest` reports it written, so a busy bridge reuses its slabs instead of allocating new
+ * ones. A failed write keeps its chunk (the socket may still hold it); other chunks (Node's
+ * own reads, the PROXY header) are not slabs, and releasing them does nothing.
+ */
+function releaseWhenWritten(dest: Duplex): void {
+  const write = dest.write;
+  dest.write = function (this: Duplex, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
+    const callback = (typeof encoding === 'function' ? encoding : cb) as WriteCallback | undefined;
+    const enc = typeof encoding === 'function' ? undefined : (encoding as BufferEncoding | undefined);
+    if (!(chunk instanceof Uint8Array)) return write.call(this, chunk, enc as BufferEncoding, callback);
+    return write.call(this, chunk, enc as BufferEncoding, (err?: Error | null) => {
+      if (err == null) releaseChunk(chunk);
+      callback?.(err);
+    });
+  } as Duplex['write'];
+}
+
+type WriteCallback = (error?: Error | null) => void;
 
 /**
  * Ends a failed side with a reset, so its peer learns the connection broke instead of reading a

@@ -11,7 +11,7 @@
  * TCP options a client puts in its Connect TLV are not applied: the converter's side is Node's
  * kernel TCP, which negotiates its own (listed in the Supported TCP Extensions TLV).
  */
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../log.js';
 import type { Allowlist } from '../convert/allowlist.js';
@@ -30,6 +30,7 @@ import {
   TLV_INFO,
   TLV_MPTUN_AUTH,
 } from '../convert/codec.js';
+import { connectBackend } from './backend-socket.js';
 
 /** TCP option kinds Node's kernel TCP uses towards a destination: MSS, window scale, SACK, timestamps. */
 export const CONVERTER_TCP_EXTENSIONS = [2, 3, 4, 8] as const;
@@ -110,7 +111,7 @@ export function connectErrorCode(err: NodeJS.ErrnoException | Error): number {
 
 function connectTo(host: string, port: number, timeoutMs: number): Promise<Socket | Error> {
   return new Promise((resolve) => {
-    const s = connect({ host, port, allowHalfOpen: true });
+    const s = connectBackend(host, port);
     const timer = setTimeout(() => {
       const err: NodeJS.ErrnoException = new Error(`${host}:${port} did not answer within ${timeoutMs} ms`);
       err.code = 'ETIMEDOUT';

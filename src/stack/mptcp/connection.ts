@@ -13,6 +13,7 @@ import { addressEqual, formatAddress } from '../iface/address.js';
 import type { TcpSocket } from '../iface/tcp-socket.js';
 import { ReceiveBuffer } from '../tcp/receiver.js';
 import { SendBuffer } from '../tcp/send-buffer.js';
+import { releaseChunk } from '../tcp/slab-pool.js';
 import type { TcpErrorCode, TcpInfo } from '../tcp/types.js';
 import { dssChecksum } from '../wire/dss-checksum.js';
 import type { AddAddrOption, DssOption } from '../wire/mptcp-options.js';
@@ -873,16 +874,22 @@ export class MptcpConnection {
     this.place(at, data, initial);
   }
 
+  /**
+   * Bytes read from a subflow (ours to keep): queued in the data-level reassembly, or released
+   * to the slab pool when they are dropped (duplicates, beyond the window).
+   */
   private place(off: number, data: Uint8Array, sf: Subflow): void {
     let at = off;
     let bytes = data;
     const skip = this.rcvNxt - at;
     if (skip >= bytes.length) {
       this.counters.DuplicateData++;
+      releaseChunk(bytes);
       sf.wantAck();
       return;
     }
     if (skip > 0) {
+      releaseChunk(bytes, skip);
       bytes = bytes.subarray(skip);
       at = this.rcvNxt;
     }
@@ -892,10 +899,14 @@ export class MptcpConnection {
       // subflow whose own TCP window is open; ours probes with a new byte each time), not data
       // lost to a full buffer.
       if (bytes.length !== 1) this.counters.rcvBufferFullDrops++;
+      releaseChunk(bytes);
       sf.wantAck(); // a window probe: the answer tells the sender our window
       return;
     }
-    if (bytes.length > room) bytes = bytes.subarray(0, room);
+    if (bytes.length > room) {
+      releaseChunk(bytes, bytes.length - room);
+      bytes = bytes.subarray(0, room);
+    }
     if (at > this.rcvNxt) this.counters.OFOQueue++;
     // Bytes read from a subflow are ours to keep: in order, they are queued without a copy.
     const r = Buffer.isBuffer(bytes)

@@ -8,7 +8,10 @@
  * slab, a large Buffer filled front to back and never written twice at the same place. `read`
  * hands out views of the slabs, which the application then owns: no second copy, and no
  * allocation per segment (consecutive in-order segments become one chunk, cut only when read).
- * A slab is dropped once full; the views the application still holds keep it alive.
+ * A slab is dropped once full; the views the application still holds keep it alive. Slabs come
+ * from a pool (slab-pool.ts) and go back once every byte in them was released: the bytes this
+ * buffer drops (duplicates of what it holds) it releases itself, the bytes it hands out are
+ * released by readers that know they are done with them.
  *
  * The window is `capacity` minus the unread in-order bytes; out-of-order data lies inside it.
  */
@@ -16,6 +19,7 @@
 import { Buffer } from 'node:buffer';
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from '../wire/seqnum.js';
 import type { SackBlock } from '../wire/tcp.js';
+import { releaseChunk, type SlabState, sealSlab, takeSlab } from './slab-pool.js';
 
 /** Slab size bounds: small for a connection that carries little, large once it streams. */
 const MIN_SLAB = 16 * 1024;
@@ -48,6 +52,7 @@ export class ReceiveBuffer {
   private head = 0;
   /** The slab being filled; bytes [slabUsed, slab.length) are free. */
   private slab: Buffer | undefined;
+  private slabState: SlabState | undefined;
   private slabUsed = 0;
   /**
    * In-order bytes at the end of the slab not yet cut into a chunk: [openStart, slabUsed) when
@@ -157,6 +162,7 @@ export class ReceiveBuffer {
       const chunk = this.readChunk(want - at);
       out.set(chunk, at);
       at += chunk.length;
+      releaseChunk(chunk);
     }
     return out;
   }
@@ -225,6 +231,7 @@ export class ReceiveBuffer {
     if (this.openLen > 0 && this.slab!.length - this.slabUsed >= n) {
       this.slab!.set(data, this.slabUsed);
       this.slabUsed += n;
+      this.slabState!.live += n;
       this.openLen += n;
       this.unread += n;
       return;
@@ -251,11 +258,15 @@ export class ReceiveBuffer {
     if (slab !== undefined && slab.length - this.slabUsed >= n) {
       const at = this.slabUsed;
       this.slabUsed += n;
+      this.slabState!.live += n;
       return at;
     }
+    if (this.slabState !== undefined) sealSlab(this.slabState);
     const size = Math.max(n, Math.min(MAX_SLAB, Math.max(MIN_SLAB, this.cap >>> 2)));
-    // Every byte handed out is written first, so no zero-filling.
-    this.slab = Buffer.allocUnsafeSlow(size);
+    const st = takeSlab(size);
+    st.live = n;
+    this.slabState = st;
+    this.slab = st.slab;
     this.slabUsed = n;
     this.openStart = 0;
     return 0;
@@ -273,9 +284,14 @@ export class ReceiveBuffer {
       const p = pieces[i]!;
       if (seqGe(p.seq, end)) break;
       const pEnd = seqAdd(p.seq, p.data.length);
-      if (seqLe(pEnd, cursor)) continue;
+      // Bytes the in-order data brought already are dropped.
+      if (seqLe(pEnd, cursor)) {
+        releaseChunk(p.data);
+        continue;
+      }
       const skip = seqDiff(cursor, p.seq);
       this.closeOpen();
+      releaseChunk(p.data, skip);
       this.queue.push(skip > 0 ? p.data.subarray(skip) : p.data);
       cursor = pEnd;
     }
@@ -289,7 +305,10 @@ export class ReceiveBuffer {
   private insertOutOfOrder(seq: number, data: Uint8Array, owned: boolean): boolean {
     const right = seqAdd(seq, data.length);
     const duplicate = this.addRange(seq, right);
-    if (duplicate) return true;
+    if (duplicate) {
+      if (owned) releaseChunk(data);
+      return true;
+    }
     // The parts no piece covers yet, copied into the slab.
     const added: Piece[] = [];
     let cursor = seq;
@@ -302,6 +321,12 @@ export class ReceiveBuffer {
       if (seqGt(pEnd, cursor)) cursor = pEnd;
     }
     if (seqLt(cursor, right)) added.push(this.piece(cursor, data.subarray(seqDiff(cursor, seq)), owned));
+    if (owned) {
+      // The bytes held already are dropped.
+      let kept = 0;
+      for (const p of added) kept += p.data.length;
+      releaseChunk(data, data.length - kept);
+    }
     if (added.length > 0) {
       const all = this.pieces.concat(added);
       all.sort((a, b) => seqDiff(a.seq, b.seq));
