@@ -119,6 +119,9 @@ test('the schema holds every settable flag (not config itself)', () => {
     'server',
     'psk-file',
     'pcap',
+    'scheduler',
+    'congestion',
+    'backup',
   ])
     assert.ok(k in CLIENT_CONFIG_SCHEMA, k);
   assert.ok(!('config' in CLIENT_CONFIG_SCHEMA));
@@ -151,6 +154,48 @@ test('problems in the file name the fix', () => {
       resolveClientFlags({ config: file('cidr.yaml', 'tun: ptun0\nintercept: 10.0.0.1/24\npath: eth0\n') }),
     ),
     /--intercept '10\.0\.0\.1\/24': host bits set; did you mean --intercept 10\.0\.0\.0\/24\?/,
+  );
+});
+
+test('--scheduler, --congestion, --backup: checked, named choices; a backup path gives its stack addresses', () => {
+  const base = { tun: 'ptun0', intercept: ['10.100.0.100/32'], path: ['eth0', 'wwan0'] };
+  const ok = validateClientFlags({ ...base, scheduler: 'redundant', congestion: 'cubic', backup: ['wwan0'] });
+  assert.ok('config' in ok, JSON.stringify(ok));
+  assert.equal(ok.config.scheduler, 'redundant');
+  assert.equal(ok.config.congestion, 'cubic');
+  assert.deepEqual(ok.config.backupAddresses, ['100.64.2.2']);
+  const plain = validateClientFlags(base);
+  assert.ok('config' in plain);
+  assert.equal(plain.config.scheduler, undefined, 'the engine default (lowest-rtt) applies');
+  assert.deepEqual(plain.config.backupAddresses, []);
+  assert.match(
+    error(validateClientFlags({ ...base, scheduler: 'fastest' })),
+    /--scheduler 'fastest': use one of lowest-rtt, round-robin, redundant/,
+  );
+  assert.match(
+    error(validateClientFlags({ ...base, congestion: 'bbr' })),
+    /--congestion 'bbr': use one of lia, olia, balia, cubic, newreno/,
+  );
+  assert.match(
+    error(validateClientFlags({ ...base, backup: ['wlan0'] })),
+    /--backup wlan0: name one of the --path interfaces \(eth0, wwan0\)/,
+  );
+  assert.match(
+    error(validateClientFlags({ ...base, backup: ['eth0', 'wwan0'] })),
+    /--backup names every path; leave at least one regular path/,
+  );
+  const wired = {
+    tun: 'ptun0',
+    intercept: ['10.100.0.100/32'],
+    addr: ['10.1.0.3', '10.2.0.3'],
+    routes: false,
+  };
+  const byAddr = validateClientFlags({ ...wired, backup: ['10.2.0.3'] });
+  assert.ok('config' in byAddr);
+  assert.deepEqual(byAddr.config.backupAddresses, ['10.2.0.3']);
+  assert.match(
+    error(validateClientFlags({ ...wired, backup: ['10.9.0.3'] })),
+    /--backup 10\.9\.0\.3: give one of the --addr addresses \(10\.1\.0\.3, 10\.2\.0\.3\)/,
   );
 });
 

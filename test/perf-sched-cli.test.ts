@@ -28,7 +28,7 @@ for (const [args, message] of [
   [['server', ...USER, '--backup', '10.0.0.2'], /--backup goes with --mptcp/],
   [
     ['client', '10.0.0.9', ...USER, '--mptcp', '--scheduler', 'backup'],
-    /--scheduler 'backup': use one of lowest-rtt, round-robin, redundant \(backup subflows come from --backup ADDR/,
+    /--scheduler 'backup': use one of lowest-rtt, round-robin, redundant \(backup subflows come from --backup, with any scheduler/,
   ],
   [
     ['server', ...USER, '--mptcp', '--backup', '10.0.0.7'],

@@ -75,6 +75,23 @@ test('converter mode: --allow required (never an open relay), rules parsed, its 
   );
 });
 
+test("--scheduler and --congestion: checked against the engine's choices", () => {
+  const flags = { ...BASE, listen: [5001], backend: ['127.0.0.1:5001'] };
+  const ok = validateServerFlags({ ...flags, scheduler: 'round-robin', congestion: 'lia' });
+  assert.ok('config' in ok, JSON.stringify(ok));
+  assert.equal(ok.config.scheduler, 'round-robin');
+  assert.equal(ok.config.congestion, 'lia');
+  assert.match(
+    error(validateServerFlags({ ...flags, scheduler: 'minrtt' })),
+    /--scheduler 'minrtt': use one of lowest-rtt, round-robin, redundant/,
+  );
+  assert.match(
+    error(validateServerFlags({ ...flags, congestion: 'reno' })),
+    /--congestion 'reno': use one of/,
+  );
+  assert.ok('scheduler' in SERVER_CONFIG_SCHEMA && 'congestion' in SERVER_CONFIG_SCHEMA);
+});
+
 test('--psk-file: read before start, at least 16 bytes', () => {
   const good = file('psk', 'this-is-a-long-enough-key\n');
   const r = validateServerFlags({ ...BASE, converter: 5124, allow: ['10.0.0.0/8'], 'psk-file': good });

@@ -25,10 +25,12 @@ import { RealScheduler } from '../../stack/device/clock.js';
 import type { Device } from '../../stack/device/device.js';
 import { PcapTap } from '../../stack/device/pcap-tap.js';
 import { openTun } from '../../stack/device/tun-device.js';
+import { parseAddress } from '../../stack/iface/address.js';
 import { TcpStack } from '../../stack/iface/stack.js';
 import type { TcpServer, TcpSocket } from '../../stack/iface/tcp-socket.js';
 import type { MptcpInfo } from '../../stack/mptcp/connection.js';
 import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
+import { DEFAULT_MPTCP_CONFIG, type MptcpConfig } from '../../stack/mptcp/types.js';
 import { convertRequest, parseConvertReply } from '../convert/client.js';
 import { drainThenAbort } from '../drain.js';
 import { Bridge } from '../server/bridge.js';
@@ -79,6 +81,8 @@ export class MptunClient {
     aborted: 0,
     convertRefused: 0,
   };
+  /** What each MPTCP connection opens with: --checksum, --scheduler, --congestion, --backup. */
+  private readonly mptcp: Partial<MptcpConfig>;
 
   private constructor(
     private readonly config: ClientConfig,
@@ -87,7 +91,14 @@ export class MptunClient {
     private readonly device: Device,
     private readonly stack: TcpStack,
     private readonly plumbing: ClientPlumbing | undefined,
-  ) {}
+  ) {
+    this.mptcp = {
+      checksum: config.checksum,
+      ...(config.scheduler === undefined ? {} : { scheduler: config.scheduler }),
+      ...(config.congestion === undefined ? {} : { congestion: config.congestion }),
+      backupAddresses: config.backupAddresses.map((a) => parseAddress(a)),
+    };
+  }
 
   /** Checks the paths, opens the TUN and the stack, plumbs the host, then intercepts. */
   static async start(config: ClientConfig, log: Logger): Promise<MptunClient> {
@@ -130,6 +141,9 @@ export class MptunClient {
                 psk: config.converter.key !== undefined,
               }),
           ...(config.pcap === undefined ? {} : { pcap: config.pcap }),
+          scheduler: config.scheduler ?? DEFAULT_MPTCP_CONFIG.scheduler,
+          congestion: config.congestion ?? DEFAULT_MPTCP_CONFIG.congestion,
+          ...(config.backupAddresses.length === 0 ? {} : { backup: config.backupAddresses }),
         },
         'client: intercepting',
       );
@@ -194,7 +208,7 @@ export class MptunClient {
           port: dst.port,
           localAddress: from,
           allowHalfOpen: true,
-          mptcp: { checksum: this.config.checksum },
+          mptcp: this.mptcp,
         });
         wire.once('connect', () => {
           const mp = (wire?.info() as { mptcp?: MptcpInfo } | undefined)?.mptcp;
@@ -268,7 +282,7 @@ export class MptunClient {
       port,
       localAddress: this.localFor(host),
       allowHalfOpen: true,
-      mptcp: { checksum: this.config.checksum },
+      mptcp: this.mptcp,
     });
     wire.once('connect', () => {
       const mp = (wire.info() as { mptcp?: MptcpInfo } | undefined)?.mptcp;

@@ -5,7 +5,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import type { MptcpCongestionName } from '../../stack/mptcp/coupled-cc.js';
+import type { SchedulerName } from '../../stack/mptcp/sched.js';
 import { type ConfigSchema, loadConfigFile, mergeConfig } from '../config-file.js';
+import { engineFlags } from '../perf/mptcp-options.js';
 
 /** One path of the client: an interface, its gateway, and the stack address that leaves on it. */
 export interface ClientPath {
@@ -60,6 +63,12 @@ export interface ClientConfig {
   converter?: { server: { host: string; port: number }; key?: Buffer | undefined } | undefined;
   /** Record what the stack sends and receives on the TUN to this pcap file. */
   pcap?: string | undefined;
+  /** Which subflow carries the next data; undefined: the engine's default (lowest-rtt). */
+  scheduler?: SchedulerName | undefined;
+  /** The subflows' congestion control; undefined: the engine's default (olia). */
+  congestion?: MptcpCongestionName | undefined;
+  /** Stack addresses whose subflows are MP_PRIO backups (the --backup paths' addresses). */
+  backupAddresses: string[];
 }
 
 /** The flags as yargs hands them over (before validation). */
@@ -80,6 +89,9 @@ export interface ClientFlags {
   'psk-file'?: string | undefined;
   'tun-addr6'?: string | undefined;
   pcap?: string | undefined;
+  scheduler?: string | undefined;
+  congestion?: string | undefined;
+  backup?: string[] | undefined;
   config?: string | undefined;
 }
 
@@ -101,6 +113,9 @@ export const CLIENT_CONFIG_SCHEMA: ConfigSchema = {
   server: 'string',
   'psk-file': 'string',
   pcap: 'string',
+  scheduler: 'string',
+  congestion: 'string',
+  backup: 'string[]',
 };
 
 export type ClientConfigResult = { config: ClientConfig } | { error: string };
@@ -319,6 +334,28 @@ export function validateClientFlags(f: ClientFlags): ClientConfigResult {
     return { error: '--stats-interval must be 0 (off) or 0.1-3600 seconds' };
   if (f.pcap !== undefined && f.pcap.trim() === '')
     return { error: '--pcap FILE: give the path of the capture file to write' };
+  const engine = engineFlags(f);
+  if ('error' in engine) return engine;
+  const backupAddresses: string[] = [];
+  for (const text of f.backup ?? []) {
+    const path = paths.find((p) => p.iface === text);
+    const own =
+      path === undefined ? addresses.find((a) => isIP(text) !== 0 && sameAddress(a, text)) : undefined;
+    if (path === undefined && own === undefined)
+      return {
+        error: hostRoutes
+          ? `--backup ${text}: name one of the --path interfaces (${paths.map((p) => p.iface).join(', ')}): its subflows then carry data only when no other path can`
+          : `--backup ${text}: give one of the --addr addresses (${addresses.join(', ')}): its subflows then carry data only when no other path can`,
+      };
+    const mine =
+      path === undefined ? [own!] : [path.address, ...(path.address6 === undefined ? [] : [path.address6])];
+    for (const a of mine) if (!backupAddresses.includes(a)) backupAddresses.push(a);
+  }
+  const regular = addresses.filter((a) => !backupAddresses.includes(a));
+  if (backupAddresses.length > 0 && regular.length === 0)
+    return {
+      error: '--backup names every path; leave at least one regular path (the backups stand in for it)',
+    };
   return {
     config: {
       tun: f.tun,
@@ -336,8 +373,15 @@ export function validateClientFlags(f: ClientFlags): ClientConfigResult {
       statsIntervalMs: stats * 1000,
       converter,
       pcap: f.pcap,
+      ...engine,
+      backupAddresses,
     },
   };
+}
+
+function sameAddress(a: string, b: string): boolean {
+  if (isIP(a) !== isIP(b)) return false;
+  return isIP(a) === 4 ? a === b : sameV6(a, b);
 }
 
 function sameV6(a: string, b: string): boolean {

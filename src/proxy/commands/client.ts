@@ -51,6 +51,10 @@ export const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
         '$0 client --tun ptun0 --intercept 10.100.0.100/32 --addr 10.1.0.3 --addr 10.2.0.3 --no-routes',
         'topology wired by someone else',
       )
+      .example(
+        '$0 client --tun ptun0 --intercept 10.100.0.100/32 --path eth0 --path wwan0 --backup wwan0',
+        'wwan0 carries data only when eth0 cannot',
+      )
       .example('$0 client --config /etc/mptun/client.yaml --pcap /tmp/client.pcap', 'settings from a file')
       .option('config', {
         type: 'string',
@@ -131,6 +135,23 @@ export const clientCommand: CommandModule<GlobalOptions, ClientArgs> = {
       .option('pcap', {
         type: 'string',
         describe: 'Write what the stack sends and receives on the TUN to this pcap file',
+      })
+      .option('scheduler', {
+        type: 'string',
+        describe:
+          "Which subflow carries the next data: 'lowest-rtt' (as Linux), 'round-robin', or 'redundant' (every byte on every subflow: lower latency under loss, no aggregation) [default: lowest-rtt]",
+      })
+      .option('congestion', {
+        type: 'string',
+        describe:
+          "The subflows' congestion control: 'lia' (RFC 6356), 'olia' or 'balia' (coupled: together no more than one TCP flow at a shared bottleneck), or 'cubic' / 'newreno' (per subflow) [default: olia]",
+      })
+      .option('backup', {
+        type: 'string',
+        array: true,
+        nargs: 1,
+        describe:
+          'A --path interface (or, with --no-routes, an --addr address) whose subflows are MP_PRIO backups (repeatable): no data goes on them while a subflow on another path works, e.g. a metered LTE link',
       })
       .check((a) => {
         const r = resolveClientFlags(a as ClientFlags);

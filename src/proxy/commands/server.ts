@@ -124,6 +124,16 @@ export const serverCommand: CommandModule<GlobalOptions, ServerArgs> = {
         type: 'string',
         describe: 'Write what the stack sends and receives on the TUN to this pcap file',
       })
+      .option('scheduler', {
+        type: 'string',
+        describe:
+          "Which subflow carries the next data to a client: 'lowest-rtt' (as Linux), 'round-robin', or 'redundant' (every byte on every subflow) [default: lowest-rtt]; a client's backup subflows get data only when no other works",
+      })
+      .option('congestion', {
+        type: 'string',
+        describe:
+          "The subflows' congestion control: 'lia' (RFC 6356), 'olia' or 'balia' (coupled), or 'cubic' / 'newreno' (per subflow) [default: olia]",
+      })
       .check((a) => {
         const r = resolveServerFlags(a as ServerFlags);
         return 'error' in r ? r.error : true;

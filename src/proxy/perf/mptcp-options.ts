@@ -32,8 +32,20 @@ export interface PerfMptcpOptions {
 export function checkCongestionFlag(congestion: string | undefined, mptcp: boolean): string | undefined {
   if (congestion === undefined) return undefined;
   if (!mptcp) return '--congestion goes with --mptcp';
+  return congestionNameProblem(congestion);
+}
+
+/** `--congestion NAME` (perf and both proxies): the problem, naming the choices, or undefined. */
+export function congestionNameProblem(congestion: string): string | undefined {
   if (!isMptcpCongestionName(congestion))
     return `--congestion '${congestion}': use one of ${MPTCP_CONGESTION_NAMES.join(', ')} (lia, olia, balia are coupled across the subflows; cubic, newreno run per subflow)`;
+  return undefined;
+}
+
+/** `--scheduler NAME` (perf and both proxies): the problem, naming the choices, or undefined. */
+export function schedulerNameProblem(scheduler: string): string | undefined {
+  if (!isSchedulerName(scheduler))
+    return `--scheduler '${scheduler}': use one of ${SCHEDULER_NAMES.join(', ')} (backup subflows come from --backup, with any scheduler)`;
   return undefined;
 }
 
@@ -49,8 +61,8 @@ export function checkSchedulerFlags(
 ): string | undefined {
   if (scheduler !== undefined && !mptcp) return '--scheduler goes with --mptcp';
   if (backup.length > 0 && !mptcp) return '--backup goes with --mptcp';
-  if (scheduler !== undefined && !isSchedulerName(scheduler))
-    return `--scheduler '${scheduler}': use one of ${SCHEDULER_NAMES.join(', ')} (backup subflows come from --backup ADDR, with any scheduler)`;
+  if (scheduler !== undefined && schedulerNameProblem(scheduler) !== undefined)
+    return schedulerNameProblem(scheduler);
   const own = addrs.map((a) => tryParseAddress(a.split('/')[0] ?? ''));
   for (const text of backup) {
     const ip = tryParseAddress(text);
@@ -59,6 +71,21 @@ export function checkSchedulerFlags(
       return `--backup ${text} is not one of the stack's addresses; add --addr ${text} (a backup is a local address whose subflows carry data only when no other path can)`;
   }
   return undefined;
+}
+
+/** The proxies' --scheduler and --congestion, checked (undefined ones: the engine's defaults). */
+export function engineFlags(f: {
+  scheduler?: string | undefined;
+  congestion?: string | undefined;
+}): { scheduler?: SchedulerName; congestion?: MptcpCongestionName } | { error: string } {
+  const problem =
+    (f.scheduler === undefined ? undefined : schedulerNameProblem(f.scheduler)) ??
+    (f.congestion === undefined ? undefined : congestionNameProblem(f.congestion));
+  if (problem !== undefined) return { error: problem };
+  return {
+    ...(f.scheduler === undefined ? {} : { scheduler: f.scheduler as SchedulerName }),
+    ...(f.congestion === undefined ? {} : { congestion: f.congestion as MptcpCongestionName }),
+  };
 }
 
 export interface AnnouncedAddress {

@@ -5,9 +5,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import type { MptcpCongestionName } from '../../stack/mptcp/coupled-cc.js';
+import type { SchedulerName } from '../../stack/mptcp/sched.js';
 import { type ConfigSchema, loadConfigFile, mergeConfig } from '../config-file.js';
 import { type AllowRule, parseAllowRule } from '../convert/allowlist.js';
-import { type AnnouncedAddress, announceText, parseAnnounce } from '../perf/mptcp-options.js';
+import { type AnnouncedAddress, announceText, engineFlags, parseAnnounce } from '../perf/mptcp-options.js';
 
 export interface ServerRoute {
   /** The port the MPTCP listener takes (on every address of the stack). */
@@ -51,6 +53,10 @@ export interface ServerConfig {
   converter?: ConverterConfig | undefined;
   /** Record what the stack sends and receives on the TUN to this pcap file. */
   pcap?: string | undefined;
+  /** Which subflow carries the next data; undefined: the engine's default (lowest-rtt). */
+  scheduler?: SchedulerName | undefined;
+  /** The subflows' congestion control; undefined: the engine's default (olia). */
+  congestion?: MptcpCongestionName | undefined;
 }
 
 /** The flags as yargs hands them over (before validation). */
@@ -72,6 +78,8 @@ export interface ServerFlags {
   allow?: string[] | undefined;
   'psk-file'?: string | undefined;
   pcap?: string | undefined;
+  scheduler?: string | undefined;
+  congestion?: string | undefined;
   config?: string | undefined;
 }
 
@@ -94,6 +102,8 @@ export const SERVER_CONFIG_SCHEMA: ConfigSchema = {
   allow: 'string[]',
   'psk-file': 'string',
   pcap: 'string',
+  scheduler: 'string',
+  congestion: 'string',
 };
 
 /** The result of validation: the config, or the first problem. */
@@ -203,6 +213,8 @@ export function validateServerFlags(f: ServerFlags): ConfigResult {
   const backendTimeout = f['backend-timeout'] ?? 10;
   if (!(Number.isFinite(backendTimeout) && backendTimeout > 0 && backendTimeout <= 600))
     return { error: '--backend-timeout must be more than 0 and at most 600 seconds' };
+  const engine = engineFlags(f);
+  if ('error' in engine) return engine;
   return {
     config: {
       tun: f.tun,
@@ -218,6 +230,7 @@ export function validateServerFlags(f: ServerFlags): ConfigResult {
       backendTimeoutMs: backendTimeout * 1000,
       converter,
       pcap: f.pcap,
+      ...engine,
     },
   };
 }

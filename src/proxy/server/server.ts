@@ -21,7 +21,7 @@ import { TcpStack } from '../../stack/iface/stack.js';
 import type { TcpServer, TcpSocket } from '../../stack/iface/tcp-socket.js';
 import type { MptcpInfo } from '../../stack/mptcp/connection.js';
 import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
-import type { MptcpConfig } from '../../stack/mptcp/types.js';
+import { DEFAULT_MPTCP_CONFIG, type MptcpConfig } from '../../stack/mptcp/types.js';
 import { Allowlist } from '../convert/allowlist.js';
 import { drainThenAbort } from '../drain.js';
 import { ip } from '../host-net.js';
@@ -122,6 +122,8 @@ export class MptunServer {
                 psk: config.converter.key !== undefined,
               }),
           ...(config.pcap === undefined ? {} : { pcap: config.pcap }),
+          scheduler: config.scheduler ?? DEFAULT_MPTCP_CONFIG.scheduler,
+          congestion: config.congestion ?? DEFAULT_MPTCP_CONFIG.congestion,
         },
         'server: listening',
       );
@@ -137,6 +139,8 @@ export class MptunServer {
     return {
       cFlag: this.config.cFlag,
       checksum: this.config.checksum,
+      ...(this.config.scheduler === undefined ? {} : { scheduler: this.config.scheduler }),
+      ...(this.config.congestion === undefined ? {} : { congestion: this.config.congestion }),
       announce: this.config.announce.map((a) => ({
         address: parseAddress(a.address),
         ...(a.port === undefined ? {} : { port: a.port }),
