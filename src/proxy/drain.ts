@@ -40,3 +40,19 @@ export async function drainThenAbort(
   await Promise.all(left.map((c) => c.done));
   return left.length;
 }
+
+/** Longest wait for the stack's connections to finish their FIN exchanges after the drain. */
+export const SETTLE_MS = 2000;
+
+/**
+ * After the drain: lets the stack finish what ended connections still owe (their last bytes,
+ * FINs and DATA_FINs acknowledged) before the caller destroys it, for at most SETTLE_MS. A
+ * connection still busy then is reset by destroy(); the log line says how many.
+ */
+export async function settleStack(
+  stack: { settle(timeoutMs: number): Promise<number> },
+  { what, log }: Omit<DrainOptions, 'drainMs'>,
+): Promise<void> {
+  const busy = await stack.settle(SETTLE_MS);
+  if (busy > 0) log.warn({ busy, settleMs: SETTLE_MS }, `${what}: connections still closing; resetting them`);
+}

@@ -32,7 +32,7 @@ import type { MptcpInfo } from '../../stack/mptcp/connection.js';
 import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
 import { DEFAULT_MPTCP_CONFIG, type MptcpConfig } from '../../stack/mptcp/types.js';
 import { convertRequest, parseConvertReply } from '../convert/client.js';
-import { drainThenAbort } from '../drain.js';
+import { drainThenAbort, settleStack } from '../drain.js';
 import { Bridge } from '../server/bridge.js';
 import { type ClientConfig, type ClientPath, cidrContains, cidrText } from './config.js';
 import { LinkWatch, type PathState } from './link-watch.js';
@@ -461,6 +461,7 @@ export class MptunClient {
       drainMs,
       log: this.log,
     });
+    await settleStack(this.stack, { what: 'client', log: this.log });
     const mib = this.stack.stats().mptcp;
     this.stack.destroy();
     const failed = this.plumbing?.tearDown() ?? [];

@@ -20,6 +20,7 @@ import type { MptcpInfo } from '../../stack/mptcp/connection.js';
 import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
 import { DEFAULT_MPTCP_CONFIG, type MptcpConfig } from '../../stack/mptcp/types.js';
 import { tcpCounterSet } from '../../stack/tcp/counters.js';
+import { SETTLE_MS } from '../drain.js';
 import { ip } from '../host-net.js';
 import {
   announceText,
@@ -276,6 +277,8 @@ class UserStack implements PerfStack {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Ended connections still owe their FIN exchange (destroy() would reset them).
+    await this.stack.settle(SETTLE_MS);
     this.stack.destroy();
     // A TUN we created disappears with its routes; one we attached to keeps them, so remove ours.
     for (const route of this.routes) {

@@ -23,7 +23,7 @@ import type { MptcpInfo } from '../../stack/mptcp/connection.js';
 import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
 import { DEFAULT_MPTCP_CONFIG, type MptcpConfig } from '../../stack/mptcp/types.js';
 import { Allowlist } from '../convert/allowlist.js';
-import { drainThenAbort } from '../drain.js';
+import { drainThenAbort, settleStack } from '../drain.js';
 import { ip } from '../host-net.js';
 import { announceText } from '../perf/mptcp-options.js';
 import { Bridge } from './bridge.js';
@@ -311,6 +311,7 @@ export class MptunServer {
       drainMs,
       log: this.log,
     });
+    await settleStack(this.stack, { what: 'server', log: this.log });
     const mib = this.stack.stats().mptcp;
     this.stack.destroy();
     for (const route of this.routes.splice(0)) {

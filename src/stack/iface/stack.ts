@@ -308,6 +308,8 @@ export class TcpStack {
   private mptcp: MptcpEndpoint | undefined;
   /** Local addresses whose link is down (setAddressState): the path managers join from none. */
   private readonly downAddresses: IpAddress[] = [];
+  /** settle() calls waiting for the connections to finish (checked after each flush). */
+  private settleWaiters: ((busy: number) => void)[] = [];
 
   constructor(options: StackOptions) {
     if (options.addresses.length === 0) throw new InvalidArgumentError('a stack needs at least one address');
@@ -579,9 +581,38 @@ export class TcpStack {
     return this.table.size;
   }
 
+  /**
+   * Resolves once no connection has anything left to exchange (none is left, or only TIME-WAIT
+   * ones, which just wait), or after `timeoutMs`, with the number still busy. A graceful stop
+   * waits for this before destroy(): connections that ended still need their last bytes, FINs
+   * and DATA_FINs acknowledged, which destroy() would cut with a reset.
+   */
+  settle(timeoutMs: number): Promise<number> {
+    if (this.busyConnections() === 0 || this.destroyed) return Promise.resolve(0);
+    return new Promise((resolve) => {
+      const waiter = (busy: number) => {
+        this.scheduler.cancel(timer);
+        this.settleWaiters = this.settleWaiters.filter((w) => w !== waiter);
+        resolve(busy);
+      };
+      const timer = this.scheduler.setTimer(this.scheduler.now() + timeoutMs, () =>
+        waiter(this.busyConnections()),
+      );
+      this.settleWaiters.push(waiter);
+    });
+  }
+
+  /** Connections still exchanging segments: in any state but TIME-WAIT. */
+  private busyConnections(): number {
+    let n = 0;
+    for (const e of this.table.values()) if (!e.closed && e.conn.state !== 'TIME-WAIT') n++;
+    return n;
+  }
+
   /** Resets every connection, stops timers and input. The device stays open (it is the caller's). */
   destroy(): void {
     if (this.destroyed) return;
+    for (const w of [...this.settleWaiters]) w(this.busyConnections());
     for (const e of [...this.table.values()]) {
       e.conn.abort();
       this.markDirty(e);
@@ -1098,6 +1129,8 @@ export class TcpStack {
     }
     if (this.dirty.length > 0) this.scheduleFlush();
     this.armTimer();
+    if (this.settleWaiters.length > 0 && this.busyConnections() === 0)
+      for (const w of [...this.settleWaiters]) w(0);
   }
 
   private service(e: ConnEntry, now: number): void {
