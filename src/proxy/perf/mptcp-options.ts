@@ -61,8 +61,8 @@ export function checkSchedulerFlags(
 ): string | undefined {
   if (scheduler !== undefined && !mptcp) return '--scheduler goes with --mptcp';
   if (backup.length > 0 && !mptcp) return '--backup goes with --mptcp';
-  if (scheduler !== undefined && schedulerNameProblem(scheduler) !== undefined)
-    return schedulerNameProblem(scheduler);
+  const named = scheduler === undefined ? undefined : schedulerNameProblem(scheduler);
+  if (named !== undefined) return named;
   const own = addrs.map((a) => tryParseAddress(a.split('/')[0] ?? ''));
   for (const text of backup) {
     const ip = tryParseAddress(text);

@@ -50,9 +50,8 @@ export class ReceiveBuffer {
   private unread = 0;
   private queue: Buffer[] = [];
   private head = 0;
-  /** The slab being filled; bytes [slabUsed, slab.length) are free. */
-  private slab: Buffer | undefined;
-  private slabState: SlabState | undefined;
+  /** The slab being filled (with its pool state); bytes [slabUsed, slab.length) are free. */
+  private filling: SlabState | undefined;
   private slabUsed = 0;
   /**
    * In-order bytes at the end of the slab not yet cut into a chunk: [openStart, slabUsed) when
@@ -189,7 +188,7 @@ export class ReceiveBuffer {
       }
     } else {
       const n = Math.min(max, this.openLen);
-      out = this.slab!.subarray(this.openStart, this.openStart + n);
+      out = this.filling!.slab.subarray(this.openStart, this.openStart + n);
       this.openStart += n;
       this.openLen -= n;
     }
@@ -228,17 +227,17 @@ export class ReceiveBuffer {
   private appendInOrder(data: Uint8Array): void {
     const n = data.length;
     if (n === 0) return;
-    if (this.openLen > 0 && this.slab!.length - this.slabUsed >= n) {
-      this.slab!.set(data, this.slabUsed);
+    if (this.openLen > 0 && this.filling!.slab.length - this.slabUsed >= n) {
+      this.filling!.slab.set(data, this.slabUsed);
       this.slabUsed += n;
-      this.slabState!.live += n;
+      this.filling!.live += n;
       this.openLen += n;
       this.unread += n;
       return;
     }
     this.closeOpen();
     const at = this.reserve(n);
-    this.slab!.set(data, at);
+    this.filling!.slab.set(data, at);
     this.openStart = at;
     this.openLen = n;
     this.unread += n;
@@ -247,26 +246,25 @@ export class ReceiveBuffer {
   /** Cuts the open region into a chunk, so that later slab bytes need not follow it. */
   private closeOpen(): void {
     if (this.openLen === 0) return;
-    this.queue.push(this.slab!.subarray(this.openStart, this.openStart + this.openLen));
+    this.queue.push(this.filling!.slab.subarray(this.openStart, this.openStart + this.openLen));
     this.openStart += this.openLen;
     this.openLen = 0;
   }
 
   /** Room for `n` bytes in the current slab (a new one when it has too little): the offset. */
   private reserve(n: number): number {
-    const slab = this.slab;
+    const slab = this.filling?.slab;
     if (slab !== undefined && slab.length - this.slabUsed >= n) {
       const at = this.slabUsed;
       this.slabUsed += n;
-      this.slabState!.live += n;
+      this.filling!.live += n;
       return at;
     }
-    if (this.slabState !== undefined) sealSlab(this.slabState);
+    if (this.filling !== undefined) sealSlab(this.filling);
     const size = Math.max(n, Math.min(MAX_SLAB, Math.max(MIN_SLAB, this.cap >>> 2)));
     const st = takeSlab(size);
     st.live = n;
-    this.slabState = st;
-    this.slab = st.slab;
+    this.filling = st;
     this.slabUsed = n;
     this.openStart = 0;
     return 0;
@@ -339,7 +337,7 @@ export class ReceiveBuffer {
     if (owned) return { seq, data: bytes as Buffer };
     this.closeOpen();
     const at = this.reserve(bytes.length);
-    const slab = this.slab!;
+    const slab = this.filling!.slab;
     slab.set(bytes, at);
     return { seq, data: slab.subarray(at, at + bytes.length) };
   }
