@@ -24,7 +24,7 @@ async function closeServerOnClose(settleFirst: boolean) {
     s.on('end', () => s.end());
     s.on('close', () => {
       serverClosedAt = sim.clock.now();
-      const stop = settleFirst ? sim.server.settle(5000) : Promise.resolve(-1);
+      const stop = settleFirst ? sim.server.settle(5000).then((b) => b.length) : Promise.resolve(-1);
       void stop.then((busy) => {
         settled = busy;
         settledAt = sim.clock.now();
@@ -88,17 +88,18 @@ test('a connection that stays open holds settle() to its timeout; destroy() ends
     connected = true;
   });
   await sim.run(() => connected, 10_000);
-  let busy: number | undefined;
+  let busy: string[] | undefined;
   const t0 = sim.clock.now();
-  void sim.client.settle(1000).then((n) => {
-    busy = n;
+  void sim.client.settle(1000).then((b) => {
+    busy = b;
   });
   await sim.run(() => busy !== undefined, 10_000);
-  assert.equal(busy, 1);
+  assert.equal(busy?.length, 1);
+  assert.match(busy[0]!, /^[\d.]+:\d+ > [\d.]+:80 ESTABLISHED$/, 'the busy one named with its state');
   assert.ok(sim.clock.now() - t0 >= 1000);
   let second: number | undefined;
-  void sim.client.settle(60_000).then((n) => {
-    second = n;
+  void sim.client.settle(60_000).then((b) => {
+    second = b.length;
   });
   sim.client.destroy();
   await sim.runFor(10);

@@ -50,9 +50,10 @@ export const SETTLE_MS = 2000;
  * connection still busy then is reset by destroy(); the log line says how many.
  */
 export async function settleStack(
-  stack: { settle(timeoutMs: number): Promise<number> },
+  stack: { settle(timeoutMs: number): Promise<string[]> },
   { what, log }: Omit<DrainOptions, 'drainMs'>,
 ): Promise<void> {
   const busy = await stack.settle(SETTLE_MS);
-  if (busy > 0) log.warn({ busy, settleMs: SETTLE_MS }, `${what}: connections still closing; resetting them`);
+  if (busy.length > 0)
+    log.warn({ busy, settleMs: SETTLE_MS }, `${what}: connections still closing; resetting them`);
 }

@@ -37,6 +37,11 @@ export function formatAddress(a: IpAddress): string {
   return a.family === 4 ? ipv4ToString(a.v4) : ipv6ToString(a.v6);
 }
 
+/** `addr:port`, IPv6 in brackets. */
+export function formatEndpoint(a: IpAddress, port: number): string {
+  return a.family === 4 ? `${ipv4ToString(a.v4)}:${port}` : `[${ipv6ToString(a.v6)}]:${port}`;
+}
+
 export function bytesEqual16(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < 16; i++) if (a[i] !== b[i]) return false;
   return true;

@@ -53,6 +53,7 @@ import {
 import {
   addressEqual,
   formatAddress,
+  formatEndpoint,
   type IpAddress,
   parseAddress,
   parseInterfaceAddress,
@@ -153,12 +154,11 @@ export const STACK_COUNTER_NAMES = [
   'deviceBackpressure',
   // Input dropped before demux. dropBadIp / dropBadTcp: header unparseable (truncated, bad
   // version, length or data offset, impossible option length; the reason is in parseErrors).
-  // dropNotForUs: destination not ours and no any-destination listener. dropBadAddress: source
-  // or destination no TCP may use (unspecified, multicast, limited broadcast, class E).
+  // dropBadAddress: source or destination no TCP may use (unspecified, multicast, limited
+  // broadcast, class E).
   'dropBadIp',
   'dropFragment',
   'dropNotTcp',
-  'dropNotForUs',
   'dropBadAddress',
   'dropBadTcp',
   'dropBadTcpChecksum',
@@ -168,9 +168,11 @@ export const STACK_COUNTER_NAMES = [
   'dropLoopbackSource',
   'dropBroadcastAddress',
   'dropOwnSource',
-  // Segments matching no connection. A RST is dropped, never answered (RFC 9293 §3.10.7.1);
+  // Segments matching no connection. dropNotForUs: its destination is not ours and there is
+  // no any-destination listener. A RST is dropped, never answered (RFC 9293 §3.10.7.1);
   // dropListenBadFlags: to a listener without SYN or ACK, or with SYN+FIN; the RSTs we send for
   // strays and for ACKs to a listener that completed no handshake.
+  'dropNotForUs',
   'dropRstNoConnection',
   'dropListenBadFlags',
   'rstSentNoConnection',
@@ -309,7 +311,7 @@ export class TcpStack {
   /** Local addresses whose link is down (setAddressState): the path managers join from none. */
   private readonly downAddresses: IpAddress[] = [];
   /** settle() calls waiting for the connections to finish (checked after each flush). */
-  private settleWaiters: ((busy: number) => void)[] = [];
+  private settleWaiters: ((busy: string[]) => void)[] = [];
 
   constructor(options: StackOptions) {
     if (options.addresses.length === 0) throw new InvalidArgumentError('a stack needs at least one address');
@@ -583,14 +585,15 @@ export class TcpStack {
 
   /**
    * Resolves once no connection has anything left to exchange (none is left, or only TIME-WAIT
-   * ones, which just wait), or after `timeoutMs`, with the number still busy. A graceful stop
-   * waits for this before destroy(): connections that ended still need their last bytes, FINs
-   * and DATA_FINs acknowledged, which destroy() would cut with a reset.
+   * ones, which just wait), or after `timeoutMs`, with the ones still busy (`local > remote
+   * STATE`; none when all settled). A graceful stop waits for this before destroy(): connections
+   * that ended still need their last bytes, FINs and DATA_FINs acknowledged, which destroy()
+   * would cut with a reset.
    */
-  settle(timeoutMs: number): Promise<number> {
-    if (this.busyConnections() === 0 || this.destroyed) return Promise.resolve(0);
+  settle(timeoutMs: number): Promise<string[]> {
+    if (this.busyConnections().length === 0 || this.destroyed) return Promise.resolve([]);
     return new Promise((resolve) => {
-      const waiter = (busy: number) => {
+      const waiter = (busy: string[]) => {
         this.scheduler.cancel(timer);
         this.settleWaiters = this.settleWaiters.filter((w) => w !== waiter);
         resolve(busy);
@@ -602,11 +605,15 @@ export class TcpStack {
     });
   }
 
-  /** Connections still exchanging segments: in any state but TIME-WAIT. */
-  private busyConnections(): number {
-    let n = 0;
-    for (const e of this.table.values()) if (!e.closed && e.conn.state !== 'TIME-WAIT') n++;
-    return n;
+  /** Connections still exchanging segments (in any state but TIME-WAIT), as `local > remote STATE`. */
+  private busyConnections(): string[] {
+    const busy: string[] = [];
+    for (const e of this.table.values())
+      if (!e.closed && e.conn.state !== 'TIME-WAIT')
+        busy.push(
+          `${formatEndpoint(e.local, e.localPort)} > ${formatEndpoint(e.remote, e.remotePort)} ${e.conn.state}`,
+        );
+    return busy;
   }
 
   /** Resets every connection, stops timers and input. The device stays open (it is the caller's). */
@@ -716,10 +723,6 @@ export class TcpStack {
       this.drop('ip.bad-version');
       return;
     }
-    if (!ours && !this.listeners.hasAnyDestination) {
-      c.dropNotForUs++;
-      return;
-    }
     // The kernel vouches for DATA_VALID; NEEDS_CSUM frames come from its own stack (partial sum).
     const trusted = gso !== undefined && (gso.dataValid || gso.needsCsum);
     if (!trusted) {
@@ -800,6 +803,13 @@ export class TcpStack {
   /** A segment that matches no connection: a listener's, or a stray. */
   private noConnection(h: TcpHeader, payload: Uint8Array, ours: boolean, now: number): void {
     const c = this.counters;
+    // Checked here, after the lookup, not on input: an intercepted connection (accepted by an
+    // any-destination listener) keeps its foreign local address after that listener closes,
+    // and must still hear its peer's last ACKs, FINs and RSTs while it finishes.
+    if (!ours && !this.listeners.hasAnyDestination) {
+      c.dropNotForUs++;
+      return;
+    }
     if ((h.flags & TCP_RST) !== 0) {
       // RFC 9293 §3.10.7.1: an incoming RST is discarded, never answered.
       c.dropRstNoConnection++;
@@ -1129,8 +1139,8 @@ export class TcpStack {
     }
     if (this.dirty.length > 0) this.scheduleFlush();
     this.armTimer();
-    if (this.settleWaiters.length > 0 && this.busyConnections() === 0)
-      for (const w of [...this.settleWaiters]) w(0);
+    if (this.settleWaiters.length > 0 && this.busyConnections().length === 0)
+      for (const w of [...this.settleWaiters]) w([]);
   }
 
   private service(e: ConnEntry, now: number): void {
