@@ -114,9 +114,19 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   }
 }
 
+/**
+ * Stops the processes one by one, the last started first: the client before the servers it
+ * connects to, the servers before their backends, so each one's last connections finish their
+ * close against peers that are still there (stopped together, a server could vanish while the
+ * client still owed it a DATA_ACK, and the client's stop would then reset that connection).
+ */
+async function stopInReverse(procs: NsProcess[]): Promise<void> {
+  for (const p of [...procs].reverse()) await p.stop();
+}
+
 async function teardown(o: DemoOptions, plan: TestbedPlan, procs: NsProcess[]): Promise<void> {
-  // Proxies first (SIGTERM: they remove what they added), then what is left.
-  await Promise.all(procs.map((p) => p.stop()));
+  // SIGTERM: the proxies remove what they added.
+  await stopInReverse(procs);
   if (o.logs !== undefined) {
     try {
       await mkdir(o.logs, { recursive: true });
@@ -261,7 +271,7 @@ async function measure(o: DemoOptions, plan: TestbedPlan, procs: NsProcess[]): P
   }
 
   // The servers' logs are complete once they stopped (connection and subflow lines at close).
-  await Promise.all(procs.map((p) => p.stop()));
+  await stopInReverse(procs);
   const result: DemoResult = {
     prefix: plan.prefix,
     rates: [rateText(o.rate1), rateText(o.rate2)],
