@@ -113,6 +113,20 @@ suite('MP_JOIN, our server', () => {
     f.expectSegment(sf, { flags: 'PA', payload: 'still here' });
   });
 
+  it("a third ACK without MP_JOIN (Linux's, when a DATA_FIN takes its place) is reset and counted the same", () => {
+    const f = new MptcpFixture();
+    f.listen();
+    const k = new PeerMptcp();
+    const { socket } = f.serverEstablished(k);
+    const { sf2 } = serverJoin(f, k);
+    f.send(sf2, { flags: 'A', options: [dss({ dataAck: k.ourDsn(0) })] });
+    const rst = f.expectSegment(sf2, { flags: 'RA', seq: 1 });
+    expectMptcp(rst, { subtype: 'mp_tcprst', reason: MP_TCPRST_REASON.mptcpSpecific });
+    assert.equal(f.mib.MPJoinAckHMacFailure, 1);
+    assert.equal(f.mib.MPJoinAckRx, 0);
+    assert.equal(mptcpInfo(socket).subflows.length, 1);
+  });
+
   it('an unknown token is answered with RST + MP_TCPRST, counted, nothing allocated', () => {
     const f = new MptcpFixture();
     f.listen();

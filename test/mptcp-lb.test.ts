@@ -38,6 +38,16 @@ import {
 import { NetnsLab } from './support/netns.js';
 
 const N = 50;
+/**
+ * Linux's client reports a join established on its SYN-ACK; when it closes then (its bytes
+ * sent, the outcome known), the DATA_FIN may take the place of the third ACK's MP_JOIN
+ * (options.c: "DATA_FIN and TCP shutdown take precedence"), and the passive side must reset
+ * that join: Linux's does too, counting MPJoinAckHMacFailure, as we do. About once in 50 joins.
+ * Under the C flag the join follows the ADD_ADDR, so the kernel client waits for its outcome
+ * before it sends ('connected'); without it, Linux joins only once data flowed ('sent'), and the
+ * race is counted instead.
+ */
+const KERNEL_JOIN_FIRST = 'connected';
 const BYTES = 4000;
 const CLIENT_ADDRS = ['10.70.1.1', '10.70.2.1'] as const;
 const silent = pino({ level: 'silent' });
@@ -270,7 +280,14 @@ test("C flag + ADD_ADDR of the unique address: every join of 50 of our connectio
     base = servers.mib();
     const servedBefore = servers.served.length;
     const before = mptcpCounters(lab, t.cli);
-    const kernel = startClient(lab, t.cli, { host: t.vip.v4, port, bytes: BYTES, count: N, subflows: 1 });
+    const kernel = startClient(lab, t.cli, {
+      host: t.vip.v4,
+      port,
+      bytes: BYTES,
+      count: N,
+      subflows: 1,
+      subflowsWhen: KERNEL_JOIN_FIRST,
+    });
     await kernel.done(60_000);
     const conns = kernel.connections();
     assert.equal(conns.length, N);
@@ -333,21 +350,34 @@ test('control, --no-c-flag and joins to the VIP: about half of them reach the se
     const ourReport = `our client ${ok} of ${N} joins acknowledged, ${lost} reset (MPJoinNoTokenFound ${deltas.map((d) => d['MPJoinNoTokenFound'] ?? 0).join(' + ')})`;
 
     base = servers.mib();
-    const kernel = startClient(lab, t.cli, { host: t.vip.v4, port, bytes: BYTES, count: N, subflows: 1 });
+    const kernel = startClient(lab, t.cli, {
+      host: t.vip.v4,
+      port,
+      bytes: BYTES,
+      count: N,
+      subflows: 1,
+    });
     await kernel.done(60_000);
     const outcomes = kernel.connections().map((c) => c.subflows[0]?.kind);
     assert.equal(outcomes.length, N);
     deltas = await eventually(
       'every kernel join answered',
       () => servers.mib().map((m, i) => counterDelta(base[i]!, m)),
-      (d) => sumCounter(d, 'MPJoinAckRx') + sumCounter(d, 'MPJoinNoTokenFound') >= N,
+      (d) =>
+        sumCounter(d, 'MPJoinAckRx') +
+          sumCounter(d, 'MPJoinAckHMacFailure') +
+          sumCounter(d, 'MPJoinNoTokenFound') >=
+        N,
     );
     const kOk = sumCounter(deltas, 'MPJoinAckRx');
+    const kRaced = sumCounter(deltas, 'MPJoinAckHMacFailure');
     const kLost = sumCounter(deltas, 'MPJoinNoTokenFound');
     assert.ok(kLost > 0 && kOk > 0, report());
-    assert.equal(outcomes.filter((k) => k === 'established').length, kOk, outcomes.join());
+    assert.ok(kRaced <= 2, `the DATA_FIN race is rare: ${kRaced}`);
+    // A raced join was established for Linux (on the SYN-ACK) before the reset.
+    assert.equal(outcomes.filter((k) => k === 'established').length, kOk + kRaced, outcomes.join());
     console.log(
-      `# C flag off, joins to the VIP: ${ourReport}; kernel client ${kOk} of ${N} acknowledged, ${kLost} reset (MPJoinNoTokenFound ${deltas.map((d) => d['MPJoinNoTokenFound'] ?? 0).join(' + ')})`,
+      `# C flag off, joins to the VIP: ${ourReport}; kernel client ${kOk} of ${N} acknowledged, ${kLost} reset (MPJoinNoTokenFound ${deltas.map((d) => d['MPJoinNoTokenFound'] ?? 0).join(' + ')}), ${kRaced} third ACKs replaced by a DATA_FIN`,
     );
   } finally {
     await servers.close();

@@ -68,7 +68,10 @@ export const MPTCP_COUNTER_NAMES = [
   'MPJoinSynAckHMacFailure',
   /** Third ACK with MP_JOIN received. */
   'MPJoinAckRx',
-  /** Third ACK with MP_JOIN whose HMAC was wrong. */
+  /**
+   * Third ACK of a join without a right MP_JOIN: its HMAC was wrong or the option missing (as
+   * Linux counts it; Linux's client sends a DATA_FIN's DSS instead when it closes at once).
+   */
   'MPJoinAckHMacFailure',
   /** MP_JOIN refused by the path manager (subflow limit, address not allowed). */
   'MPJoinRejected',

@@ -657,6 +657,7 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     const j = this.join;
     if (j !== undefined) {
       if (join === undefined || join.form !== 'ack') {
+        mp.counters.MPJoinAckHMacFailure++;
         this.rstReason = MP_TCPRST_REASON.mptcpSpecific;
         return 'reset';
       }
