@@ -161,4 +161,24 @@ describe('TCP data transfer', () => {
     assert.ok(f.conn.counters.windowGrowths >= 2, `grew ${f.conn.counters.windowGrowths} times`);
     assert.ok(f.conn.info().rcvWnd > 16384, `window ${f.conn.info().rcvWnd}`);
   });
+
+  it('autotuning grows it too when the peer sends each window as one super-segment (the kernel over a TUN)', () => {
+    const f = TcpFixture.established(
+      { windowScale: true, recvBufferSize: 16384, maxRecvBufferSize: 1 << 20, mss: 1000 },
+      [MSS, { type: 'nop' }, { type: 'window-scale', shift: 0 }],
+    );
+    let seq = R;
+    for (let round = 0; round < 6; round++) {
+      const window = f.conn.info().rcvWnd;
+      f.send({ flags: 'A', seq, ack: L, payload: pattern(window), gsoSize: 1000 });
+      seq += window;
+      f.collect();
+      f.conn.read();
+      f.collect();
+      f.advance(100);
+    }
+    // Each arrival fills the whole buffer, yet the application had read everything before it.
+    assert.ok(f.conn.counters.windowGrowths >= 4, `grew ${f.conn.counters.windowGrowths} times`);
+    assert.ok(f.conn.info().rcvWnd >= 16384 * 16, `window ${f.conn.info().rcvWnd}`);
+  });
 });

@@ -1093,6 +1093,9 @@ export class TcpConnection {
   /**
    * Receive buffer autotuning: when a whole epoch (about one RTT) delivered more than half
    * the buffer and the application keeps up (less than half of it unread), double it.
+   * "Unread" is what was waiting before the `advance` bytes that just arrived: the application
+   * cannot have read those yet, and a peer that sends the whole window in one (GSO) segment,
+   * as the kernel does over a TUN, would otherwise always look like an application behind.
    */
   private autotune(advance: number, now: number): void {
     this.tuneBytes += advance;
@@ -1102,7 +1105,7 @@ export class TcpConnection {
     const windowLimit = MAX_UNSCALED_WINDOW * 2 ** this.rcvWindowScale;
     if (
       this.tuneBytes * 2 > cap &&
-      this.recv.readable * 2 < cap &&
+      (this.recv.readable - advance) * 2 < cap &&
       cap < this.config.maxRecvBufferSize &&
       cap < windowLimit
     ) {
