@@ -276,8 +276,11 @@ function checkCapture(path: string, fresh = false): void {
     .trim()
     .split('\n')
     .map((l) => l.split('\t'));
-  // SYN/ACK, third ACK per connection, plus the ACK with data of connection 2.
-  assert.equal(rows.length, 5, `tshark key rows: ${JSON.stringify(rows)}`);
+  // SYN/ACK, third ACK per connection, plus the ACK with data of connection 2; in a fresh
+  // capture connection 1's first data may carry MP_CAPABLE too (it was sent before the server's
+  // first DSS arrived: a matter of timing, seen once in CI), so 5 or 6 there.
+  const keyRows = fresh ? [5, 6] : [5];
+  assert.ok(keyRows.includes(rows.length), `tshark key rows: ${JSON.stringify(rows)}`);
   for (const [frame, key, token, idsn] of rows) {
     const s = segments.find((x) => x.frame === Number(frame));
     const ours = s && find(s, isMpc)?.senderKey;
