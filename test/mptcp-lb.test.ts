@@ -172,6 +172,20 @@ function sink(c: PerfConnection, server: number, served: Served[]): void {
   c.stream.on('error', () => undefined);
 }
 
+/** The kernel client: N connections to the VIP with one join each, run to the end. */
+async function kernelClients(port: number, subflowsWhen: 'connected' | 'sent') {
+  const kernel = startClient(lab, t.cli, {
+    host: t.vip.v4,
+    port,
+    bytes: BYTES,
+    count: N,
+    subflows: 1,
+    subflowsWhen,
+  });
+  await kernel.done(60_000);
+  return kernel;
+}
+
 const host = (endpoint: string) => endpoint.slice(0, endpoint.lastIndexOf(':'));
 
 /** Joins answered over both servers so far: acknowledged, or refused for an unknown token. */
@@ -280,15 +294,7 @@ test("C flag + ADD_ADDR of the unique address: every join of 50 of our connectio
     base = servers.mib();
     const servedBefore = servers.served.length;
     const before = mptcpCounters(lab, t.cli);
-    const kernel = startClient(lab, t.cli, {
-      host: t.vip.v4,
-      port,
-      bytes: BYTES,
-      count: N,
-      subflows: 1,
-      subflowsWhen: KERNEL_JOIN_FIRST,
-    });
-    await kernel.done(60_000);
+    const kernel = await kernelClients(port, KERNEL_JOIN_FIRST);
     const conns = kernel.connections();
     assert.equal(conns.length, N);
     deltas = await eventually(
@@ -350,14 +356,7 @@ test('control, --no-c-flag and joins to the VIP: about half of them reach the se
     const ourReport = `our client ${ok} of ${N} joins acknowledged, ${lost} reset (MPJoinNoTokenFound ${deltas.map((d) => d['MPJoinNoTokenFound'] ?? 0).join(' + ')})`;
 
     base = servers.mib();
-    const kernel = startClient(lab, t.cli, {
-      host: t.vip.v4,
-      port,
-      bytes: BYTES,
-      count: N,
-      subflows: 1,
-    });
-    await kernel.done(60_000);
+    const kernel = await kernelClients(port, 'sent');
     const outcomes = kernel.connections().map((c) => c.subflows[0]?.kind);
     assert.equal(outcomes.length, N);
     deltas = await eventually(

@@ -265,6 +265,11 @@ export class Listener {
   ) {}
 }
 
+/** A connection still exchanging segments: in any state but TIME-WAIT (which only waits). */
+function isBusy(e: { closed: boolean; conn: { state: string } }): boolean {
+  return !e.closed && e.conn.state !== 'TIME-WAIT';
+}
+
 export class TcpStack {
   readonly device: Device;
   readonly scheduler: Scheduler;
@@ -591,7 +596,7 @@ export class TcpStack {
    * would cut with a reset.
    */
   settle(timeoutMs: number): Promise<string[]> {
-    if (this.busyConnections().length === 0 || this.destroyed) return Promise.resolve([]);
+    if (!this.anyBusy() || this.destroyed) return Promise.resolve([]);
     return new Promise((resolve) => {
       const waiter = (busy: string[]) => {
         this.scheduler.cancel(timer);
@@ -605,15 +610,21 @@ export class TcpStack {
     });
   }
 
-  /** Connections still exchanging segments (in any state but TIME-WAIT), as `local > remote STATE`. */
+  /** The busy connections, as `local > remote STATE`. */
   private busyConnections(): string[] {
     const busy: string[] = [];
     for (const e of this.table.values())
-      if (!e.closed && e.conn.state !== 'TIME-WAIT')
+      if (isBusy(e))
         busy.push(
           `${formatEndpoint(e.local, e.localPort)} > ${formatEndpoint(e.remote, e.remotePort)} ${e.conn.state}`,
         );
     return busy;
+  }
+
+  /** Whether some connection is busy: the check after each flush, without building the list. */
+  private anyBusy(): boolean {
+    for (const e of this.table.values()) if (isBusy(e)) return true;
+    return false;
   }
 
   /** Resets every connection, stops timers and input. The device stays open (it is the caller's). */
@@ -1139,8 +1150,7 @@ export class TcpStack {
     }
     if (this.dirty.length > 0) this.scheduleFlush();
     this.armTimer();
-    if (this.settleWaiters.length > 0 && this.busyConnections().length === 0)
-      for (const w of [...this.settleWaiters]) w([]);
+    if (this.settleWaiters.length > 0 && !this.anyBusy()) for (const w of [...this.settleWaiters]) w([]);
   }
 
   private service(e: ConnEntry, now: number): void {
