@@ -5,6 +5,8 @@
  * 1. curl downloads a large file from nginx: its SHA-256 equals the file's.
  * 2. ab (apache2-utils) makes many short HTTP connections: all complete, 0 failed, 0 non-2xx.
  * 3. A python request/response echo: several round trips of assorted sizes, exact bytes back.
+ * 4. Replies in two small writes: the proxies hold neither part back (no Nagle), so the app's
+ *    kernel never waits for its delayed-ACK timer.
  * Every transfer is checked against the mptun client's own 'connection closed' lines, so none
  * of it can have bypassed the proxy.
  */
@@ -35,6 +37,8 @@ const BIG = 200 * 1024 * 1024;
 const SMALL = 10_000;
 const NGINX_PORT = 8080;
 const ECHO_PORT = 7007;
+const SPLIT_PORT = 7008;
+const SPLIT_ROUNDS = 30;
 const HTTP = 80;
 const AB_REQUESTS = 500;
 const AB_CONCURRENCY = 10;
@@ -56,6 +60,46 @@ class S(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
 S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+`;
+
+/**
+ * Backend whose every reply comes in two 1-byte writes 2 ms apart (TCP_NODELAY, so its own kernel
+ * holds neither): for each request byte, "a" then "b". Through a relay with Nagle, "b" would wait
+ * for the app's ACK of "a", which the app's kernel delays (nothing to send until the reply is
+ * whole) until its delayed-ACK timer fires, 40 ms on Linux: every round counts a delayed ACK.
+ */
+const SPLIT_SERVER = `
+import socket, socketserver, sys, time
+class H(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while self.request.recv(1):
+            self.request.sendall(b"a")
+            time.sleep(0.002)
+            self.request.sendall(b"b")
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+`;
+
+/** Split-reply client: `rounds` requests of one byte, each reply read whole ("ab"); one JSON line. */
+const SPLIT_CLIENT = `
+import json, socket, sys
+host, port, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection((host, port), timeout=20)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+ok = 0
+for _ in range(rounds):
+    s.sendall(b"q")
+    got = b""
+    while len(got) < 2:
+        d = s.recv(2 - len(got))
+        if not d: break
+        got += d
+    if got == b"ab": ok += 1
+s.close()
+print(json.dumps({"rounds": ok}), flush=True)
 `;
 
 /**
@@ -141,11 +185,14 @@ before(async () => {
     writeFileSync(conf, nginxConf(s.name));
     running.push(start(lab, s.ns, 'nginx', ['-p', dir, '-c', conf, '-e', `${dir}/${s.name}-error.log`]));
     running.push(start(lab, s.ns, 'python3', ['-c', ECHO_SERVER, String(ECHO_PORT)]));
+    running.push(start(lab, s.ns, 'python3', ['-c', SPLIT_SERVER, String(SPLIT_PORT)]));
     await waitForListen(lab, s.ns, NGINX_PORT);
     await waitForListen(lab, s.ns, ECHO_PORT);
+    await waitForListen(lab, s.ns, SPLIT_PORT);
     const run = startLbServer(lab, t, s, [
       [HTTP, NGINX_PORT],
       [ECHO_PORT, ECHO_PORT],
+      [SPLIT_PORT, SPLIT_PORT],
     ]);
     running.push(run);
     await run.waitFor(/"msg":"server: listening"/);
@@ -266,6 +313,33 @@ test('python echo: several round trips, exact bytes', async (ctx) => {
   );
   const mine = await lastConnectionClosed();
   assert.ok(mine !== undefined && mine.up >= total && mine.down >= total, JSON.stringify(mine));
+});
+/** The kernel's count of delayed ACKs sent in `ns` (TcpExtDelayedACKs: the timer fired). */
+function delayedAcks(ns: string): number {
+  const out = lab.exec(ns, 'nstat', '-saz', 'TcpExtDelayedACKs');
+  const m = out.match(/^TcpExtDelayedACKs\s+(\d+)/m);
+  assert.ok(m, `nstat printed no TcpExtDelayedACKs:\n${out}`);
+  return Number(m[1]);
+}
+
+test('replies in two small writes reach the app whole without a delayed-ACK wait (no Nagle)', async (ctx) => {
+  const before = delayedAcks(t.cli);
+  const r = await sh(
+    t.cli,
+    `python3 -c '${SPLIT_CLIENT.replaceAll("'", "'\\''")}' ${t.vip.v4} ${SPLIT_PORT} ${SPLIT_ROUNDS}`,
+    30_000,
+  );
+  const waits = delayedAcks(t.cli) - before;
+  ctx.diagnostic(`${SPLIT_ROUNDS} split replies; the app's kernel sent ${waits} delayed ACKs`);
+  assert.deepEqual(JSON.parse(r.stdout().trim()), { rounds: SPLIT_ROUNDS });
+  // With Nagle in either proxy most rounds wait for the app's delayed-ACK timer; without it the
+  // app's next request carries the ACK. A few timer ACKs are the connection's close and slack.
+  assert.ok(waits <= SPLIT_ROUNDS / 6, `${waits} delayed ACKs in ${SPLIT_ROUNDS} rounds`);
+  const mine = await lastConnectionClosed();
+  assert.ok(
+    mine !== undefined && mine.up >= SPLIT_ROUNDS && mine.down >= 2 * SPLIT_ROUNDS,
+    JSON.stringify(mine),
+  );
 });
 
 test('SIGTERM to the proxies: clean exits', async () => {

@@ -33,7 +33,7 @@ import { mptcpCounterSet } from '../../stack/mptcp/counters.js';
 import { DEFAULT_MPTCP_CONFIG, type MptcpConfig } from '../../stack/mptcp/types.js';
 import { convertRequest, parseConvertReply } from '../convert/client.js';
 import { drainThenAbort, settleStack } from '../drain.js';
-import { Bridge } from '../server/bridge.js';
+import { Bridge, RELAY_TCP } from '../server/bridge.js';
 import { type ClientConfig, type ClientPath, cidrContains, cidrText } from './config.js';
 import { LinkWatch, type PathState } from './link-watch.js';
 import { ClientPlumbing, checkRoutesWired, resolvePaths } from './plumbing.js';
@@ -117,6 +117,7 @@ export class MptunClient {
         device,
         scheduler: new RealScheduler(),
         addresses: config.addresses,
+        tcp: RELAY_TCP,
       });
       if (config.hostRoutes) plumbing = ClientPlumbing.setUp(config, paths, tun.name, log);
       else checkRoutesWired(config, tun.name, log);

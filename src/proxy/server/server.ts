@@ -26,7 +26,7 @@ import { Allowlist } from '../convert/allowlist.js';
 import { drainThenAbort, settleStack } from '../drain.js';
 import { ip } from '../host-net.js';
 import { announceText } from '../perf/mptcp-options.js';
-import { Bridge } from './bridge.js';
+import { Bridge, RELAY_TCP } from './bridge.js';
 import type { ConverterConfig, ServerConfig } from './config.js';
 import { acceptConvert } from './converter.js';
 import { encodeProxyV2 } from './proxy-v2.js';
@@ -91,7 +91,7 @@ export class MptunServer {
     let device: Device = tun;
     try {
       if (config.pcap !== undefined) device = new PcapTap(tun, { path: config.pcap });
-      const stack = new TcpStack({ device, scheduler: new RealScheduler(), addresses });
+      const stack = new TcpStack({ device, scheduler: new RealScheduler(), addresses, tcp: RELAY_TCP });
       server = new MptunServer(config, log, tun, device, stack, routes);
       if (config.hostRoutes) {
         for (const a of addresses) {
