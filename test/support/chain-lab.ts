@@ -344,7 +344,7 @@ export class ChainLab {
     const after = pids.map(schedstat);
     const spent = (k: 0 | 1) => after.reduce((sum, a, i) => sum + a[k] - (before[i]?.[k] ?? 0), 0) / 1e6;
     const report = json(run);
-    if (code !== 0)
+    if (code !== 0 || report.end?.sum_received === undefined)
       throw new Error(`iperf3 through the ${chain} chain failed (${code}): ${report.error ?? run.stderr()}`);
     return {
       mbps: Number(report.end.sum_received.bits_per_second) / 1e6,
