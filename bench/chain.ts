@@ -68,7 +68,7 @@ async function chainSuite(opts: BenchOptions, suite: string, rate: number | unde
           const res = await c.iperf(chain, seconds, dir === 'down');
           runs[`${chain}-${dir}`].push({ ...res, load: l });
           process.stderr.write(
-            `bench: ${suite} ${chain} ${dir}: ${res.mbps.toFixed(0)} Mbit/s (load ${l}, retransmits ${res.retransmits}, proxies ${(res.proxyCpuMs / (res.bytes / 1e6)).toFixed(2)} CPU ms/MB, run-queue wait ${(res.proxyWaitMs / res.wallMs).toFixed(2)} of the wall time)\n`,
+            `bench: ${suite} ${chain} ${dir}: ${res.mbps.toFixed(0)} Mbit/s (load ${l}, retransmits ${res.retransmits}, proxies ${(res.proxyCpuMs / (res.bytes / 1e6)).toFixed(2)} CPU ms/MB, run-queue wait ${(res.proxyWaitMs / res.wallMs).toFixed(2)} of the wall time, CPU steal ${(res.stealShare * 100).toFixed(0)}%)\n`,
           );
         }
       }
@@ -81,6 +81,9 @@ async function chainSuite(opts: BenchOptions, suite: string, rate: number | unde
     // machine shows as a large wait share: the figures then say more about the load than the code).
     const cpuPerMB = (k: Key) => runs[k].map((x) => (x.proxyCpuMs / (x.bytes / 1e6)).toFixed(2)).join(' ');
     const waitShare = (k: Key) => runs[k].map((x) => (x.proxyWaitMs / x.wallMs).toFixed(2)).join(' ');
+    // The machine's CPU steal per run: on a shared VM a run that lost CPUs to other guests says
+    // more about them than about the chain.
+    const steal = (k: Key) => runs[k].map((x) => x.stealShare.toFixed(3)).join(' ');
     const paths = rate === undefined ? '2 unshaped veth paths' : `2 × ${rate / 1e9} Gbit/s tbf paths`;
     const dirText = { up: 'upload (iperf3 -c)', down: 'download (iperf3 -c -R)' };
     const rows: BenchRow[] = [];
@@ -98,6 +101,7 @@ async function chainSuite(opts: BenchOptions, suite: string, rate: number | unde
           retransmits: retrans(`kernel-${dir}`),
           proxyCpuMsPerMB: cpuPerMB(`kernel-${dir}`),
           proxyRunQueueWaitShare: waitShare(`kernel-${dir}`),
+          cpuStealShare: steal(`kernel-${dir}`),
           congestion: c.kernelCongestion,
           sha256: sha.kernel,
         },
@@ -115,6 +119,7 @@ async function chainSuite(opts: BenchOptions, suite: string, rate: number | unde
           retransmits: retrans(`mptun-${dir}`),
           proxyCpuMsPerMB: cpuPerMB(`mptun-${dir}`),
           proxyRunQueueWaitShare: waitShare(`mptun-${dir}`),
+          cpuStealShare: steal(`mptun-${dir}`),
           congestion: 'olia (mptun default)',
           sha256: sha.mptun,
           warmUp,

@@ -92,6 +92,24 @@ export interface IperfResult {
   proxyCpuMs: number;
   proxyWaitMs: number;
   wallMs: number;
+  /**
+   * Share of the machine's CPU time the hypervisor gave to others during the test (/proc/stat
+   * steal): on a shared VM the proxies, which need the CPUs more than the kernel chain's relays
+   * do, lose most by it.
+   */
+  stealShare: number;
+}
+
+/** [steal, total] jiffies of all CPUs since boot (/proc/stat's first line). */
+function cpuSteal(): [number, number] {
+  const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already in user and nice)
+  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+  return [fields[7] ?? 0, total];
 }
 
 /** [ns on CPU, ns waiting on a run queue] of a process. */
@@ -337,11 +355,14 @@ export class ChainLab {
       (r) => r?.child.pid,
     );
     const before = pids.map(schedstat);
+    const stealBefore = cpuSteal();
     const t0 = performance.now();
     const run = start(this.lab, this.ns.cli, 'iperf3', args);
     const { code } = await run.done((seconds + 30) * 1000);
     const wallMs = performance.now() - t0;
     const after = pids.map(schedstat);
+    const stealAfter = cpuSteal();
+    const stealShare = (stealAfter[0] - stealBefore[0]) / Math.max(1, stealAfter[1] - stealBefore[1]);
     const spent = (k: 0 | 1) => after.reduce((sum, a, i) => sum + a[k] - (before[i]?.[k] ?? 0), 0) / 1e6;
     const report = json(run);
     if (code !== 0 || report.end?.sum_received === undefined)
@@ -353,6 +374,7 @@ export class ChainLab {
       proxyCpuMs: spent(0),
       proxyWaitMs: spent(1),
       wallMs,
+      stealShare,
     };
   }
 
