@@ -314,6 +314,7 @@ test('python echo: several round trips, exact bytes', async (ctx) => {
   const mine = await lastConnectionClosed();
   assert.ok(mine !== undefined && mine.up >= total && mine.down >= total, JSON.stringify(mine));
 });
+
 /** The kernel's count of delayed ACKs sent in `ns` (TcpExtDelayedACKs: the timer fired). */
 function delayedAcks(ns: string): number {
   const out = lab.exec(ns, 'nstat', '-saz', 'TcpExtDelayedACKs');
