@@ -321,7 +321,7 @@ suite('MP_CAPABLE, our client', () => {
     assert.equal(mptcpInfo(socket).fallback, false);
   });
 
-  it('packets are full: a 16-byte DSS (32-bit DSN), its DATA_ACK only while it has news, MP_CAPABLE first', () => {
+  it('packets are full: the mapping on its first segment only, its DATA_ACK only while it has news, MP_CAPABLE first', () => {
     const f = new MptcpFixture();
     const sf = f.subflow();
     const k = new PeerMptcp();
@@ -334,7 +334,8 @@ suite('MP_CAPABLE, our client', () => {
     const packet = (s: { tcp: { headerLength: number }; payload: Uint8Array }) =>
       s.tcp.headerLength - 20 + s.payload.length;
     const sizes = (segs: { payload: Uint8Array }[]) => segs.map((s) => s.payload.length).join(' ');
-    // Until the server speaks MPTCP: room for MP_CAPABLE with keys and length (24 bytes).
+    // Until the server speaks MPTCP: room for MP_CAPABLE with keys and length (24 bytes) on
+    // every segment, and every one carries its mapping.
     socket.write(Buffer.alloc(4 * 1436, 1));
     const first = dataOf();
     assert.equal(sizes(first), '1436 1436 1436 1436');
@@ -342,18 +343,20 @@ suite('MP_CAPABLE, our client', () => {
     assert.equal(packet(first[0]!), 1460);
     expectMptcp(first[1]!, { subtype: 'dss', dsn64: false, dataAck: k.peerDsn(0) & 0xffff_ffffn });
     let sent = 4 * 1436;
-    // Fully established, everything acknowledged: the DATA_ACK has no news; 16 bytes of DSS.
+    // Fully established, everything acknowledged: the DATA_ACK has no news. A mapping's first
+    // segment carries the 16-byte mapping, the next one no MPTCP option at all (RFC 8684 §3.3.1).
     f.send(sf, { flags: 'A', ack: 1 + sent, options: [dss({ dataAck: k.ourDsn(sent) })] });
-    socket.write(Buffer.alloc(2 * 1444, 2));
+    socket.write(Buffer.alloc(1444 + 1460, 2));
     const lean = dataOf();
-    assert.equal(sizes(lean), '1444 1444');
-    for (const s of lean) {
-      assert.equal(packet(s), 1460);
-      assert.equal(expectMptcp<DssOption>(s, { subtype: 'dss', dsn64: false }).dataAck, undefined);
-    }
-    sent += 2 * 1444;
-    // The peer's data moves our DATA_ACK: data segments carry it (4 bytes less payload) until a
-    // segment with it is acknowledged.
+    assert.equal(sizes(lean), '1444 1460');
+    for (const s of lean) assert.equal(packet(s), 1460);
+    const head = expectMptcp<DssOption>(lean[0]!, { subtype: 'dss', dsn64: false });
+    assert.equal(head.dataAck, undefined);
+    assert.equal(head.mapping?.dataLevelLength, 1444 + 1460);
+    assert.deepEqual(mptcpOptions(lean[1]!), []);
+    sent += 1444 + 1460;
+    // The peer's data moves our DATA_ACK: data segments carry it (an 8-byte DSS of its own
+    // inside the mapping, 4 bytes beside it on the first) until a segment with it is acknowledged.
     f.send(sf, {
       flags: 'PA',
       ack: 1 + sent,
@@ -361,14 +364,15 @@ suite('MP_CAPABLE, our client', () => {
       options: [dss({ dataAck: k.ourDsn(sent), mapping: { dsn: k.peerDsn(0), ssn: 1, dataLevelLength: 4 } })],
     });
     f.take();
-    socket.write(Buffer.alloc(2 * 1440, 3));
+    socket.write(Buffer.alloc(1440 + 1452, 3));
     const acking = dataOf();
-    assert.equal(sizes(acking), '1440 1440');
+    assert.equal(sizes(acking), '1440 1452');
     for (const s of acking) {
       assert.equal(packet(s), 1460);
       expectMptcp(s, { subtype: 'dss', dataAck: k.peerDsn(4) & 0xffff_ffffn });
     }
-    sent += 2 * 1440;
+    assert.equal(expectMptcp<DssOption>(acking[1]!, { subtype: 'dss' }).mapping, undefined);
+    sent += 1440 + 1452;
     f.send(sf, { flags: 'A', seq: 5, ack: 1 + sent, options: [dss({ dataAck: k.ourDsn(sent) })] });
     socket.write(Buffer.alloc(1444, 4));
     const after = dataOf();

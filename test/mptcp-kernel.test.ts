@@ -89,6 +89,7 @@ const FIELDS = [
   'tcp.flags.ack',
   'tcp.options.mptcp.subtype',
   'tcp.options.mptcp.flags',
+  'tcp.options.mptcp.dseqnpresent.flag',
 ] as const;
 
 function src(r: Row): string {
@@ -353,6 +354,23 @@ function checkClientJoins(r: Awaited<ReturnType<typeof clientToKernel>>, fam: Fa
   );
   assert.ok(perPath[0]! > 0 && perPath[1]! > 0, `data on both paths: ${perPath}`);
   assert.equal(flows.length, 3, `data on every subflow: ${JSON.stringify(flows)}`);
+  // Only a mapping's first segment carries it (RFC 8684 §3.3.1); the kernel placed the rest by
+  // the mapping it had (no DSSNoMatchTCP, no reset), and the SHA-256 above is equal.
+  const ourData = r.rows
+    .flat()
+    .filter((row) => row['tcp.dstport'] === String(r.port) && row['tcp.len'] !== '0');
+  const mapped = ourData.filter((row) => row['tcp.options.mptcp.dseqnpresent.flag'].split(',').includes('1'));
+  const bytes = (rows: Row[]) => rows.reduce((n, row) => n + Number(row['tcp.len']), 0);
+  const [all, inMapped] = [bytes(ourData), bytes(mapped)];
+  console.log(
+    `# ${label}: our data ${all} bytes, ${inMapped} of them in the ${mapped.length} packets with a mapping`,
+  );
+  assert.ok(
+    mapped.length > 0 && inMapped * 10 < all,
+    `${inMapped} of ${all} bytes in packets with a mapping`,
+  );
+  for (const c of ['DSSNoMatchTCP', 'DSSNotMatching', 'DssFallback', 'MPRstRx', 'MPRstTx'])
+    assert.equal(r.srvCounters[c] ?? 0, 0, `${c}: ${JSON.stringify(nonZero(r.srvCounters))}`);
 }
 
 /** The checks of (b) on a kernelToServer run. */

@@ -31,14 +31,17 @@ const MAX_MAPPING = 0xffff;
 
 /**
  * How much of `avail` data-level bytes one mapping on `sf` covers: what its windows take now
- * (at least a segment), in whole segments unless it is the last of the data. A segment never
- * spans two mappings, so a mapping cut at an arbitrary window edge ends in a runt packet with a
- * full set of headers: on a byte-counted bottleneck (tbf) ~1% of the link went to those.
+ * (at least a segment), in whole segments unless it is the last of the data: its first segment,
+ * which carries the mapping, then one super-segment of full ones. A segment never spans two
+ * mappings, so a mapping cut at an arbitrary window edge ends in a runt packet with a full set of
+ * headers: on a byte-counted bottleneck (tbf) ~1% of the link went to those.
  */
 function mappingLength(sf: Subflow, avail: number): number {
   const mss = sf.conn.mss;
-  const n = Math.min(avail, Math.max(sf.sendRoom, mss), sf.conn.maxSegmentPayload, MAX_MAPPING);
-  return n < avail && n > mss ? n - (n % mss) : n;
+  const head = sf.headPayload();
+  const most = sf.conn.maxSegmentPayload + (head < mss ? head : 0);
+  const n = Math.min(avail, Math.max(sf.sendRoom, head), most, MAX_MAPPING);
+  return n < avail && n > head ? n - ((n - head) % mss) : n;
 }
 /** DATA_FIN retransmission (ms, doubling) until the DATA_ACK covers it. */
 const DATA_FIN_RTO_MS = 1000;

@@ -29,16 +29,20 @@ import { TxMappings } from './tx-mappings.js';
 import type { SubflowHandle, SubflowOwner } from './types.js';
 
 /**
- * The DSS mapping on a data segment: 32-bit DSN, SSN, length, checksum: 4+4+4+2+2 = 16. The DSN
- * goes in its 32-bit form (RFC 8684 §3.3: either is valid; the receiver expands it near its
- * DATA_ACK, which no window can outrun), where Linux sends 64 bits.
+ * The DSS mapping on a mapping's first segment: 32-bit DSN, SSN, length, checksum: 4+4+4+2+2 =
+ * 16. The DSN goes in its 32-bit form (RFC 8684 §3.3: either is valid; the receiver expands it
+ * near its DATA_ACK, which no window can outrun), where Linux sends 64 bits. The mapping's later
+ * segments go without it (RFC 8684 §3.3.1: a segment needs no mapping when one the receiver
+ * already has covers it), so they carry 16 payload bytes more.
  */
-export const DSS_DATA_OPTION_SPACE = 16;
+const DSS_MAPPING_SPACE = 16;
 /**
  * A DATA_ACK beside the mapping: 4 more. It rides on data segments only while it tells the peer
  * something: until a segment carrying its current value (and window edge) is acknowledged.
  */
 const DATA_ACK_SPACE = 4;
+/** A DSS with only the DATA_ACK, on a data segment inside a mapping: 4 + 4. */
+const DSS_ACK_ONLY_SPACE = 8;
 /** The client's first data segment carries MP_CAPABLE with both keys and the data length: 24. */
 const MPC_DATA_OPTION_SPACE = 24;
 /** RFC 8684 §3.2: the initiator retransmits the third ACK until the fourth arrives (ms, doubling). */
@@ -96,8 +100,6 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
   private readonly rx = new RxMappings();
   /** Relative SSN of the next in-order subflow byte to place. */
   private rxSsn = 1;
-  /** The peer sent a DSS on this subflow (for fallback detection). */
-  private sawDss = false;
   /** An ACK must go out on the next dispatch (the fourth ACK of a join, an echo, ...). */
   private ackWanted = false;
   /** Signalling options to send on a pure ACK of their own (ADD_ADDR and its echo, ...). */
@@ -147,19 +149,36 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     return this.handle!.conn;
   }
 
-  /** Room for the DSS mapping on every data segment; none once the connection fell back to TCP. */
-  get dataOptionSpace(): number {
-    return this.mp.fallback ? 0 : DSS_DATA_OPTION_SPACE;
+  /**
+   * Nothing is reserved on every data segment: only a mapping's first segment carries the
+   * mapping, and `segmentLimit` makes that one shorter by what it takes.
+   */
+  readonly dataOptionSpace = 0;
+
+  /**
+   * What every data segment sized now needs: MP_CAPABLE's room while the client repeats it (its
+   * first segment carries it with the data length; every segment then carries its mapping), the
+   * infinite mapping's before it goes, else the DATA_ACK's while due.
+   */
+  extraDataOptionSpace(): number {
+    if (this.mp.fallback) return this.sendInfiniteMap ? DSS_MAPPING_SPACE + DATA_ACK_SPACE : 0;
+    if (this.sendsMpcData()) return MPC_DATA_OPTION_SPACE;
+    return this.dataAckDue() ? DSS_ACK_ONLY_SPACE : 0;
   }
 
   /**
-   * What data segments sized now need beyond the mapping: MP_CAPABLE's room while the client
-   * repeats it (its first segment carries it with the data length), else the DATA_ACK's while due.
+   * What a mapping's first segment needs beyond the others: the mapping, and the DATA_ACK's
+   * place inside it where the others carry a DSS of their own for it. 0 while every segment is
+   * sized for its mapping anyway (MP_CAPABLE repeated) or none carries one (fallback).
    */
-  extraDataOptionSpace(): number {
-    if (this.mp.fallback) return 0;
-    if (this.sendsMpcData()) return MPC_DATA_OPTION_SPACE - DSS_DATA_OPTION_SPACE;
-    return this.dataAckDue() ? DATA_ACK_SPACE : 0;
+  private mappingHeadSpace(): number {
+    if (this.mp.fallback || this.sendsMpcData()) return 0;
+    return this.dataAckDue() ? DSS_MAPPING_SPACE + DATA_ACK_SPACE - DSS_ACK_ONLY_SPACE : DSS_MAPPING_SPACE;
+  }
+
+  /** Payload bytes of a mapping's first segment sized now (the others carry `conn.mss`). */
+  headPayload(): number {
+    return Math.max(1, this.conn.mss - this.mappingHeadSpace());
   }
 
   /**
@@ -269,8 +288,15 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     return this.mp.sendView(m.dsn + seqDiff(ssn, m.ssn), n);
   }
 
+  /** To its mapping's end; a segment that starts a mapping also leaves room for the mapping. */
   segmentLimit(offset: number): number {
-    return this.tx?.contiguousFrom(seqAdd(this.txBase, offset)) ?? 0;
+    const tx = this.tx;
+    if (tx === undefined) return 0;
+    const ssn = seqAdd(this.txBase, offset);
+    const m = tx.at(ssn);
+    if (m === undefined) return 0;
+    const left = m.length - seqDiff(ssn, m.ssn);
+    return m.ssn === ssn ? Math.min(left, this.headPayload()) : left;
   }
 
   /** RFC 8684 §3.1: the client repeats MP_CAPABLE until the server speaks MPTCP. */
@@ -371,7 +397,8 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
       }
     }
     if (payloadLength > 0) {
-      push(this.dataDss(h.seqNumber, payloadLength));
+      const dss = this.dataDss(h.seqNumber, payloadLength);
+      if (dss !== undefined) push(dss);
       // A data segment took the ACK a pending signal waits for: ask for another dispatch,
       // whose pure ACK carries it once the window is full (else a bulk sender never sends it).
       if (this.signals.length > 0) {
@@ -483,16 +510,22 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     return m === undefined ? undefined : m.dsn + seqDiff(this.txBase, m.ssn);
   }
 
-  /** DSS for a data segment [seq, seq + length): its mapping, and the DATA_ACK while due. */
-  private dataDss(seq: number, length: number): MptcpOption {
+  /**
+   * DSS for a data segment [seq, seq + length): the mapping on a mapping's first segment (on
+   * every segment while MP_CAPABLE repeats), and the DATA_ACK while due. Undefined: none needed.
+   */
+  private dataDss(seq: number, length: number): MptcpOption | undefined {
     const mp = this.mp;
-    const m = this.tx?.at(seq);
+    let m = this.tx?.at(seq);
+    if (m !== undefined && m.ssn !== seq && this.mappingHeadSpace() > 0) m = undefined;
     const dss = mp.ackDss(false);
     if (this.dataAckDue()) {
       const ack = mp.receivedUpTo;
       this.dataAckCarried = { ack, edge: ack + mp.receiveSpace(), seqEnd: seqAdd(seq, length) };
     } else if (m !== undefined) {
       delete dss.dataAck;
+    } else {
+      return undefined;
     }
     if (m === undefined) return dss;
     const rel = seqDiff(m.ssn, this.conn.initialSendSeq) >>> 0;
@@ -607,7 +640,7 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
         return this.onThirdAck(mpc, join, dss, h, payloadLength);
       default:
         if (mpc !== undefined && !this.active && this.role === 'initial') this.mpcData(mpc, payloadLength);
-        return this.onSegment(dss, h, payloadLength);
+        return this.onSegment(dss, h);
     }
   }
 
@@ -683,14 +716,13 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     mp.onPeerKey(mpc.senderKey, mpc.checksumRequired || mp.checksum, false);
     this.fullyEstablished = true;
     this.mpcData(mpc, payloadLength);
-    if (dss !== undefined) return this.onSegment(dss, h, payloadLength);
+    if (dss !== undefined) return this.onSegment(dss, h);
     return 'accept';
   }
 
   /** MP_CAPABLE with data: the client's first data, DSN = IDSN + 1 at SSN 1 (RFC 8684 §3.1). */
   private mpcData(mpc: Extract<MptcpOption, { subtype: 'mp_capable' }>, payloadLength: number): void {
     if (mpc.dataLevelLength === undefined || payloadLength === 0) return;
-    this.sawDss = true;
     this.addMapping({
       ssn: 1,
       dsn: this.mp.remoteIdsnPlus1,
@@ -700,11 +732,7 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
     });
   }
 
-  private onSegment(
-    dss: Extract<MptcpOption, { subtype: 'dss' }> | undefined,
-    h: TcpHeader,
-    payloadLength: number,
-  ): HookVerdict {
+  private onSegment(dss: Extract<MptcpOption, { subtype: 'dss' }> | undefined, h: TcpHeader): HookVerdict {
     const mp = this.mp;
     if (mp.fallback) return 'accept';
     const j = this.join;
@@ -715,15 +743,9 @@ export class Subflow implements SubflowHooks, SendQueue, SubflowOwner {
       this.fullyEstablished = true;
       mp.onJoinEstablished(this);
     }
-    if (dss === undefined) {
-      if (payloadLength > 0 && this.role === 'initial' && !this.sawDss && !mp.everMapped) {
-        // Data without DSS before any mapping: the options were stripped; fall back (RFC 8684 §3.7).
-        mp.counters.DssFallback++;
-        mp.fallBack();
-      }
-      return 'accept';
-    }
-    this.sawDss = true;
+    // Data without DSS is judged in order (`pull`): a mapping's later segments carry none, and
+    // one may arrive before the mapping's first segment.
+    if (dss === undefined) return 'accept';
     if (!this.fullyEstablished) {
       this.fullyEstablished = true;
       if (this.role === 'initial') mp.onFullyEstablished();

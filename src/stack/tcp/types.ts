@@ -252,7 +252,8 @@ export interface SendQueue {
   view(offset: number, n: number): Uint8Array;
   /**
    * Most bytes one segment starting at `offset` may carry: a segment never spans two DSS
-   * mappings (RFC 8684 §3.3.1). Absent: no limit.
+   * mappings (RFC 8684 §3.3.1), and one that starts a mapping leaves room for it (only that one
+   * carries it). Absent: no limit.
    */
   segmentLimit?(offset: number): number;
 }
