@@ -65,6 +65,23 @@ describe('HyStart++ (RFC 9406)', () => {
     assert.ok(cc.cwnd >= cc.ssthresh);
   });
 
+  it('a round trip that grows a little each round enters CSS once it is RttThresh above the lowest round', () => {
+    // Slow growth (stretch ACKs, L = 8 SMSS): the queue adds 2 ms a round, never RttThresh
+    // (5 ms at 40) over the round before; against the lowest round minimum (40 ms) it does.
+    const h = new HyStartPlusPlus();
+    const feed = (count: number, rtt: number) => {
+      const phases = new Set<string>();
+      for (let i = 0; i < count; i++) phases.add(h.onAck(MSS, rtt, 10 * MSS));
+      return [...phases];
+    };
+    feed(1, 40);
+    feed(9, 40);
+    assert.deepEqual(feed(9, 42), ['slow-start']);
+    assert.deepEqual(feed(9, 44), ['slow-start']);
+    assert.deepEqual(feed(9, 46), ['slow-start', 'css']);
+    assert.equal(h.cssEntered, 1);
+  });
+
   it('a CSS round whose minimum RTT falls back below the baseline resumes slow start', () => {
     const h = new HyStartPlusPlus();
     const feed = (count: number, rtt: number, inFlight: number) => {

@@ -2,10 +2,17 @@
  * HyStart++ (RFC 9406): leaving the initial slow start when the round trip grows, before the
  * doubling window overflows a deep bottleneck queue. Per round of data (one window's worth of
  * acknowledged bytes) it keeps the smallest RTT sample; once a round's minimum exceeds the
- * previous round's by RttThresh (the previous minimum / 8, within [4, 16] ms), slow start turns
+ * previous round's by RttThresh (the previous minimum / 8, within [4, 16] ms), or the lowest
+ * round minimum of this slow start by RttThresh (below), slow start turns
  * into Conservative Slow Start (CSS: a quarter of the growth) for CSS_ROUNDS rounds, and then
  * into congestion avoidance (ssthresh = cwnd). A round in CSS whose minimum falls back below the
  * minimum that triggered it was a false alarm: slow start resumes.
+ *
+ * Against the lowest minimum too (Linux's HyStart compares with its delay_min the same way): a
+ * receiver that acknowledges a whole receive batch at once (ours: up to 64 segments per ACK)
+ * lets slow start grow only by L = 8 SMSS per ACK, ~12% a round rather than doubling, so a
+ * filling queue adds ~1 ms a round at 1 Gbit/s, never RttThresh, and RFC 9406's round-to-round
+ * test alone let slow start run until a 20 ms tbf queue overflowed (2026-12-03).
  *
  * The controller does not see sequence numbers: the end of a round is the byte count that was
  * outstanding when the round began (SND.UNA then plus FlightSize is SND.NXT then, RFC 9406's
@@ -29,6 +36,8 @@ export class HyStartPlusPlus {
   /** The round ends when `acked` reaches this (a private windowEnd); undefined before the first ACK. */
   private windowEnd: number | undefined;
   private lastRoundMinRtt = Number.POSITIVE_INFINITY;
+  /** The lowest round minimum of this slow start (the path's RTT without our queue). */
+  private baseMinRtt = Number.POSITIVE_INFINITY;
   private currentRoundMinRtt = Number.POSITIVE_INFINITY;
   private rttSampleCount = 0;
   private cssBaselineMinRtt = Number.POSITIVE_INFINITY;
@@ -62,11 +71,10 @@ export class HyStartPlusPlus {
         this.currentRoundMinRtt !== Number.POSITIVE_INFINITY &&
         this.lastRoundMinRtt !== Number.POSITIVE_INFINITY
       ) {
-        const thresh = Math.max(
-          HYSTART_MIN_RTT_THRESH_MS,
-          Math.min(this.lastRoundMinRtt / HYSTART_MIN_RTT_DIVISOR, HYSTART_MAX_RTT_THRESH_MS),
-        );
-        if (this.currentRoundMinRtt >= this.lastRoundMinRtt + thresh) {
+        if (
+          this.currentRoundMinRtt >= this.lastRoundMinRtt + rttThresh(this.lastRoundMinRtt) ||
+          this.currentRoundMinRtt >= this.baseMinRtt + rttThresh(this.baseMinRtt)
+        ) {
           this.cssBaselineMinRtt = this.currentRoundMinRtt;
           this.phase = 'css';
           this.cssRounds = 0;
@@ -86,6 +94,8 @@ export class HyStartPlusPlus {
       }
       this.windowEnd = before + Math.max(inFlight, acked);
       this.lastRoundMinRtt = this.currentRoundMinRtt;
+      if (this.phase === 'slow-start' && this.currentRoundMinRtt < this.baseMinRtt)
+        this.baseMinRtt = this.currentRoundMinRtt;
       this.currentRoundMinRtt = Number.POSITIVE_INFINITY;
       this.rttSampleCount = 0;
     }
@@ -96,4 +106,12 @@ export class HyStartPlusPlus {
   stop(): void {
     this.phase = 'avoidance';
   }
+}
+
+/** RFC 9406's RttThresh for a round minimum `minRtt`: minRtt / 8 within [4, 16] ms. */
+function rttThresh(minRtt: number): number {
+  return Math.max(
+    HYSTART_MIN_RTT_THRESH_MS,
+    Math.min(minRtt / HYSTART_MIN_RTT_DIVISOR, HYSTART_MAX_RTT_THRESH_MS),
+  );
 }
