@@ -36,10 +36,7 @@ export async function runTbf(opts: BenchOptions): Promise<BenchRow[]> {
 
 async function chainSuite(opts: BenchOptions, suite: string, rate: number | undefined): Promise<BenchRow[]> {
   if (process.getuid?.() !== 0) throw new Error('the chain benchmarks need root (namespaces and TUNs)');
-  // iperf3's own default duration: the seconds where both chains fill the links weigh more
-  // than the start-up, which iperf3's receiver clock counts in full (5-s runs moved the ratio by
-  // the start-up's ~1%: docs/DESIGN-NOTES.md "The lean DSS").
-  const seconds = opts.quick ? 2 : 10;
+  const seconds = opts.quick ? 2 : 5;
   const repeats = opts.quick ? 1 : 2;
   const shaUp = opts.quick ? SHA_UP / 8 : SHA_UP;
   const shaDown = opts.quick ? SHA_DOWN / 8 : SHA_DOWN;
