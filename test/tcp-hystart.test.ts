@@ -22,6 +22,15 @@ function round(cc: CongestionControl, now: number, rtt: (i: number) => number): 
   return before;
 }
 
+/** `count` ACKs of one MSS with `rtt` each and 10 MSS in flight: the phases they returned. */
+function phasesOf(h: HyStartPlusPlus): (count: number, rtt: number) => string[] {
+  return (count, rtt) => {
+    const phases = new Set<string>();
+    for (let i = 0; i < count; i++) phases.add(h.onAck(MSS, rtt, 10 * MSS));
+    return [...phases];
+  };
+}
+
 describe('HyStart++ (RFC 9406)', () => {
   it('keeps doubling while the round trip stays flat', () => {
     const cc = createCongestionControl('cubic', MSS);
@@ -32,19 +41,15 @@ describe('HyStart++ (RFC 9406)', () => {
 
   it('a round whose minimum RTT grew by RttThresh enters CSS (a quarter of the growth), then avoidance', () => {
     const h = new HyStartPlusPlus();
+    const feed = phasesOf(h);
     // One ACK per MSS with 10 MSS in flight: windowEnd is SND.NXT when a round begins, so after
     // the first ACK (which opens round 1) each round is 9 ACKs, its last one closing it.
-    const feed = (count: number, rtt: number) => {
-      const phases = new Set<string>();
-      for (let i = 0; i < count; i++) phases.add(h.onAck(MSS, rtt, 10 * MSS));
-      return [...phases];
-    };
     feed(1, 40);
     feed(9, 40);
     feed(9, 40);
     // RttThresh = max(4, min(40 / 8, 16)) = 5 ms: a round at 44 ms stays in slow start.
     assert.deepEqual(feed(9, 44), ['slow-start']);
-    // At 49.5 ms (>= 44 + 5.5) the 8th sample of the round turns it into CSS.
+    // At 49.5 ms (>= 40 + 5, also >= 44 + 5.5) the 8th sample of the round turns it into CSS.
     assert.deepEqual(feed(9, 49.5), ['slow-start', 'css']);
     assert.equal(h.cssEntered, 1);
     for (let r = 2; r < HYSTART_CSS_ROUNDS; r++) assert.deepEqual(feed(9, 49.5), ['css'], `round ${r}`);
@@ -69,11 +74,7 @@ describe('HyStart++ (RFC 9406)', () => {
     // Slow growth (stretch ACKs, L = 8 SMSS): the queue adds 2 ms a round, never RttThresh
     // (5 ms at 40) over the round before; against the lowest round minimum (40 ms) it does.
     const h = new HyStartPlusPlus();
-    const feed = (count: number, rtt: number) => {
-      const phases = new Set<string>();
-      for (let i = 0; i < count; i++) phases.add(h.onAck(MSS, rtt, 10 * MSS));
-      return [...phases];
-    };
+    const feed = phasesOf(h);
     feed(1, 40);
     feed(9, 40);
     assert.deepEqual(feed(9, 42), ['slow-start']);

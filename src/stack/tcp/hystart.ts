@@ -2,13 +2,13 @@
  * HyStart++ (RFC 9406): leaving the initial slow start when the round trip grows, before the
  * doubling window overflows a deep bottleneck queue. Per round of data (one window's worth of
  * acknowledged bytes) it keeps the smallest RTT sample; once a round's minimum exceeds the
- * previous round's by RttThresh (the previous minimum / 8, within [4, 16] ms), or the lowest
- * round minimum of this slow start by RttThresh (below), slow start turns
+ * lowest round minimum so far by RttThresh (that minimum / 8, within [4, 16] ms), slow start turns
  * into Conservative Slow Start (CSS: a quarter of the growth) for CSS_ROUNDS rounds, and then
  * into congestion avoidance (ssthresh = cwnd). A round in CSS whose minimum falls back below the
  * minimum that triggered it was a false alarm: slow start resumes.
  *
- * Against the lowest minimum too (Linux's HyStart compares with its delay_min the same way): a
+ * RFC 9406 compares with the previous round's minimum; we compare with the lowest one (as Linux's
+ * HyStart compares with its delay_min), which also catches what the RFC's test does. Why: a
  * receiver that acknowledges a whole receive batch at once (ours: up to 64 segments per ACK)
  * lets slow start grow only by L = 8 SMSS per ACK, ~12% a round rather than doubling, so a
  * filling queue adds ~1 ms a round at 1 Gbit/s, never RttThresh, and RFC 9406's round-to-round
@@ -35,8 +35,10 @@ export class HyStartPlusPlus {
   private acked = 0;
   /** The round ends when `acked` reaches this (a private windowEnd); undefined before the first ACK. */
   private windowEnd: number | undefined;
-  private lastRoundMinRtt = Number.POSITIVE_INFINITY;
-  /** The lowest round minimum of this slow start (the path's RTT without our queue). */
+  /**
+   * The lowest round minimum so far (the path's RTT without our queue). It is never above the
+   * previous round's, so RFC 9406's round-to-round test is part of the test against it.
+   */
   private baseMinRtt = Number.POSITIVE_INFINITY;
   private currentRoundMinRtt = Number.POSITIVE_INFINITY;
   private rttSampleCount = 0;
@@ -66,20 +68,12 @@ export class HyStartPlusPlus {
     }
     const enough = this.rttSampleCount >= HYSTART_N_RTT_SAMPLE;
     if (this.phase === 'slow-start') {
-      if (
-        enough &&
-        this.currentRoundMinRtt !== Number.POSITIVE_INFINITY &&
-        this.lastRoundMinRtt !== Number.POSITIVE_INFINITY
-      ) {
-        if (
-          this.currentRoundMinRtt >= this.lastRoundMinRtt + rttThresh(this.lastRoundMinRtt) ||
-          this.currentRoundMinRtt >= this.baseMinRtt + rttThresh(this.baseMinRtt)
-        ) {
-          this.cssBaselineMinRtt = this.currentRoundMinRtt;
-          this.phase = 'css';
-          this.cssRounds = 0;
-          this.cssEntered++;
-        }
+      const base = this.baseMinRtt;
+      if (enough && base !== Number.POSITIVE_INFINITY && this.currentRoundMinRtt >= base + rttThresh(base)) {
+        this.cssBaselineMinRtt = this.currentRoundMinRtt;
+        this.phase = 'css';
+        this.cssRounds = 0;
+        this.cssEntered++;
       }
     } else if (enough && this.currentRoundMinRtt < this.cssBaselineMinRtt) {
       // The delay increase did not last: a false exit (RFC 9406 §4.2, CSS).
@@ -93,9 +87,7 @@ export class HyStartPlusPlus {
         this.phase = 'avoidance';
       }
       this.windowEnd = before + Math.max(inFlight, acked);
-      this.lastRoundMinRtt = this.currentRoundMinRtt;
-      if (this.phase === 'slow-start' && this.currentRoundMinRtt < this.baseMinRtt)
-        this.baseMinRtt = this.currentRoundMinRtt;
+      if (this.currentRoundMinRtt < this.baseMinRtt) this.baseMinRtt = this.currentRoundMinRtt;
       this.currentRoundMinRtt = Number.POSITIVE_INFINITY;
       this.rttSampleCount = 0;
     }
